@@ -1,0 +1,1 @@
+"""Gateway analytics: HTTP ingest, Kafka, ClickHouse and windowed counts."""

@@ -1,0 +1,57 @@
+"""Kafka clients as the API and the sink agent both configure them."""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError, for_code
+
+from gateway_analytics.shared.errors import ConfigurationError
+
+logger = logging.getLogger(__name__)
+
+
+def create_producer(*, bootstrap_servers: str) -> AIOKafkaProducer:
+    """A producer whose acknowledgement means the events are durable.
+
+    Idempotence implies ``acks=all`` and lets the producer retry a send
+    without writing the record twice.
+    """
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+        compression_type=None,
+    )
+
+
+async def ensure_topic(
+    *, bootstrap_servers: str, topic: str, partitions: int, replication_factor: int
+) -> None:
+    """Create ``topic`` when it is missing; an existing topic is left as it is.
+
+    Raises:
+        ConfigurationError: Kafka refused to create the topic.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        response = await admin.create_topics(
+            [NewTopic(topic, partitions, replication_factor)]
+        )
+    finally:
+        await admin.close()
+    for _name, code, *details in response.topic_errors:
+        if code == TopicAlreadyExistsError.errno:
+            return
+        if code:
+            message = details[0] if details else ""
+            raise ConfigurationError(
+                f"Kafka refused to create topic {topic!r}: "
+                f"{for_code(code).__name__} {message}"
+            )
+    logger.info("Created topic %s with %d partitions", topic, partitions)
