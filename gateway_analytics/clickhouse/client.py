@@ -1,0 +1,118 @@
+"""Async access to ClickHouse through clickhouse-connect.
+
+One URL selects the engine: ``chdb:///dir`` runs ClickHouse embedded in this
+process (chDB), ``http(s)://host:8123`` talks to a server. The SQL is the
+same for both. clickhouse-connect is synchronous, so statements run on a
+thread pool; the embedded engine gets a single thread, since one chDB
+connection runs one statement at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+from gateway_analytics.shared.errors import StorageError
+
+logger = logging.getLogger(__name__)
+
+_SERVER_THREADS = 4
+
+
+class ClickHouse:
+    """One database of one ClickHouse, with async statements.
+
+    Build it with :func:`connect`.
+    """
+
+    def __init__(self, *, client: Client, threads: int) -> None:
+        self._client = client
+        self._executor = ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="clickhouse"
+        )
+
+    async def query(
+        self, sql: str, parameters: Mapping[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Run a SELECT with bound parameters and return its rows."""
+        result = await self._run(self._client.query, sql, parameters=parameters)
+        return [tuple(row) for row in result.result_rows]
+
+    async def command(
+        self, sql: str, parameters: Mapping[str, Any] | None = None
+    ) -> None:
+        """Run a statement that returns no rows (DDL, INSERT ... SELECT)."""
+        await self._run(self._client.command, sql, parameters=parameters)
+
+    async def insert(
+        self, table: str, rows: Sequence[Sequence[Any]], column_names: Sequence[str]
+    ) -> None:
+        """Insert ``rows`` into ``table`` in one insert."""
+        await self._run(self._client.insert, table, rows, column_names=column_names)
+
+    async def close(self) -> None:
+        """Wait for running statements, then close the connection."""
+        await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._client.close
+        )
+        self._executor.shutdown(wait=True)
+
+    async def _run(self, function: Any, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(
+                self._executor, partial(function, *args, **kwargs)
+            )
+        except (ClickHouseError, OSError) as error:
+            raise StorageError(f"ClickHouse failed: {error}") from error
+
+
+def connect(*, url: str, database: str) -> ClickHouse:
+    """Connect to ``database`` at ``url``, creating the database when missing.
+
+    Args:
+        url: ``chdb:///absolute/dir`` (embedded) or ``http(s)://...``.
+        database: a plain identifier; it is placed in SQL as a name.
+
+    Raises:
+        StorageError: ClickHouse could not be reached or refused the database.
+    """
+    embedded = url.startswith("chdb:")
+    try:
+        bootstrap = _client(url)
+        bootstrap.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+        bootstrap.close()
+        client = _client(url, database=database)
+    except (ClickHouseError, OSError) as error:
+        raise StorageError(
+            f"could not open ClickHouse database {database!r} at "
+            f"{_without_password(url)}: {error}"
+        ) from error
+    return ClickHouse(client=client, threads=1 if embedded else _SERVER_THREADS)
+
+
+def _client(url: str, database: str | None = None) -> Client:
+    if url.startswith("chdb:"):
+        return clickhouse_connect.get_client(dsn=url, database=database)
+    # Without a session id the HTTP client may run statements from several
+    # threads at once; sessions would serialize (and reject) them.
+    return clickhouse_connect.get_client(
+        dsn=url, database=database, autogenerate_session_id=False
+    )
+
+
+def _without_password(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    user = credentials.partition(":")[0]
+    return f"{scheme}://{user}:***@{host}"
