@@ -36,7 +36,7 @@ def to_row(consumed: ConsumedRecord) -> tuple[Any, ...]:
     event = consumed.record.event
     return (
         event.event_id,
-        event.type.value,
+        event.type,
         event.pod_id,
         getattr(event, "artifact_id", None),
         getattr(event, "artifact_ids", []),

@@ -264,7 +264,9 @@ class LocalKafka:
                 f"formatting the local Kafka storage failed:\n{self._log_tail()}"
             )
 
-    def _spawn(self, libs: Path, main_class: str, *args: str) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, libs: Path, main_class: str, *args: str
+    ) -> subprocess.Popen[bytes]:
         java = shutil.which("java")
         if java is None:
             raise LocalKafkaError("Java 17 or newer is needed for the local Kafka")

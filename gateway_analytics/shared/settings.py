@@ -60,10 +60,11 @@ class Settings(BaseSettings):
         description="How long a POST waits for Kafka to acknowledge its events "
         "before it answers 503.",
     )
-    kafka_retry_after_s: int = Field(
+    retry_after_s: int = Field(
         default=5,
         ge=1,
-        description="Seconds a client is told to wait (Retry-After) after a 503.",
+        description="Seconds a client is told to wait (Retry-After) when Kafka or "
+        "ClickHouse cannot serve its request (503).",
     )
     consumer_group: str = Field(
         default="gateway-analytics-sink",

@@ -66,14 +66,14 @@ class _Event(BaseModel):
 class PodEntered(_Event):
     """A visitor entered a pod."""
 
-    type: Literal[EventType.POD_ENTERED]
+    type: Literal["pod_entered"]
     pod_id: UUID
 
 
 class ArtifactViewed(_Event):
     """A visitor viewed an artifact, in a pod or not."""
 
-    type: Literal[EventType.ARTIFACT_VIEWED]
+    type: Literal["artifact_viewed"]
     artifact_id: UUID
     pod_id: UUID | None = None
 
@@ -81,7 +81,7 @@ class ArtifactViewed(_Event):
 class CheckoutStarted(_Event):
     """A visitor started a checkout of one or more artifacts."""
 
-    type: Literal[EventType.CHECKOUT_STARTED]
+    type: Literal["checkout_started"]
     artifact_ids: list[UUID] = Field(min_length=1)
     pod_id: UUID | None = None
 
@@ -89,7 +89,7 @@ class CheckoutStarted(_Event):
 class SaleCompleted(_Event):
     """An order for an artifact was paid."""
 
-    type: Literal[EventType.SALE_COMPLETED]
+    type: Literal["sale_completed"]
     order_id: UUID
     artifact_id: UUID
     pod_id: UUID | None = None

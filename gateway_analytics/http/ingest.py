@@ -1,0 +1,172 @@
+"""``POST /api/analytics/events``: validate a batch, publish it, answer 202.
+
+A batch is accepted or refused as a whole: the events reach Kafka only after
+every one of them passed the contract, and the 202 is sent only after the
+broker acknowledged every record.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from gateway_analytics.http.body import parse_json, read_body
+from gateway_analytics.http.problems import Handler, RequestError
+from gateway_analytics.http.publisher import EventPublisher
+from gateway_analytics.shared.errors import PublishError
+from gateway_analytics.shared.events import (
+    Event,
+    EventRecord,
+    EventType,
+    event_list_adapter,
+)
+
+logger = logging.getLogger(__name__)
+
+_TYPES = ", ".join(kind.value for kind in EventType)
+_TAG_MESSAGES = {
+    "union_tag_not_found": f"type is required: one of {_TYPES}",
+    "union_tag_invalid": f"unknown type; use one of {_TYPES}",
+    "extra_forbidden": "unknown field for this type of event; check its spelling",
+}
+
+
+def parse_events(payload: Any, *, max_events: int) -> list[Event]:
+    """The events of a decoded request body, validated against the contract.
+
+    Raises:
+        RequestError: 400 listing every problem, or 413 above ``max_events``.
+    """
+    if not isinstance(payload, dict):
+        raise _invalid_body('The body must be a JSON object: {"events": [...]}.')
+    unknown = sorted(set(payload) - {"events"})
+    if unknown:
+        raise _invalid_body(
+            f"Unknown top-level fields {unknown}; the body holds only 'events'."
+        )
+    raw_events = payload.get("events")
+    if not isinstance(raw_events, list):
+        raise _invalid_body("'events' is required and must be a list of events.")
+    if not raw_events:
+        raise _invalid_body("'events' is empty; send at least one event.")
+    if len(raw_events) > max_events:
+        raise RequestError(
+            413,
+            "too_many_events",
+            f"{len(raw_events)} events in one request; send at most {max_events}.",
+        )
+    try:
+        events = event_list_adapter.validate_python(raw_events)
+    except ValidationError as error:
+        raise _invalid_events([_problem(detail) for detail in error.errors()]) from None
+    _refuse_repeated_ids(events)
+    return events
+
+
+def resolve_records(
+    events: Sequence[Event], *, received_at: datetime
+) -> list[EventRecord]:
+    """Give every event its identity and time, as it will be stored."""
+    return [
+        EventRecord(
+            received_at=received_at,
+            event=event.model_copy(
+                update={
+                    "event_id": event.event_id or uuid.uuid4(),
+                    "occurred_at": event.occurred_at or received_at,
+                }
+            ),
+        )
+        for event in events
+    ]
+
+
+def ingest_handler(
+    *,
+    publisher: EventPublisher,
+    max_body_bytes: int,
+    max_events: int,
+    retry_after_s: int,
+) -> Handler:
+    """The request handler, bound to its publisher and limits."""
+
+    async def post_events(request: web.Request) -> web.Response:
+        received_at = _now_ms()
+        body = await read_body(request, max_body_bytes=max_body_bytes)
+        events = parse_events(parse_json(body), max_events=max_events)
+        records = resolve_records(events, received_at=received_at)
+        try:
+            await publisher.publish(records)
+        except PublishError as error:
+            logger.warning("Refused %d events with 503: %s", len(records), error)
+            raise RequestError(
+                503,
+                "kafka_unavailable",
+                "The events could not be made durable; nothing was accepted. "
+                f"Retry after {retry_after_s} s with the same event_id values.",
+                headers={"Retry-After": str(retry_after_s)},
+            ) from error
+        return web.json_response(
+            {
+                "accepted": len(records),
+                "event_ids": [str(record.event.event_id) for record in records],
+            },
+            status=202,
+        )
+
+    return post_events
+
+
+def _problem(detail: ErrorDetails) -> dict[str, Any]:
+    index, *rest = detail["loc"]
+    # A discriminated union puts the event's type name into the location;
+    # the client's path starts after it.
+    field_path = [str(part) for part in rest[1:]] if rest else ["type"]
+    message = _TAG_MESSAGES.get(detail["type"], detail["msg"])
+    return {"index": index, "path": ".".join(field_path), "message": message}
+
+
+def _refuse_repeated_ids(events: Sequence[Event]) -> None:
+    first_index: dict[uuid.UUID, int] = {}
+    problems = []
+    for index, event in enumerate(events):
+        if event.event_id is None:
+            continue
+        earlier = first_index.setdefault(event.event_id, index)
+        if earlier != index:
+            problems.append(
+                {
+                    "index": index,
+                    "path": "event_id",
+                    "message": f"repeats the event_id of event {earlier}; "
+                    "each event needs its own",
+                }
+            )
+    if problems:
+        raise _invalid_events(problems)
+
+
+def _invalid_events(problems: list[dict[str, Any]]) -> RequestError:
+    return RequestError(
+        400,
+        "invalid_events",
+        f"{len(problems)} problem(s) in the events; nothing was accepted. "
+        "Fix them and send the batch again.",
+        problems=problems,
+    )
+
+
+def _invalid_body(message: str) -> RequestError:
+    return RequestError(400, "invalid_body", message)
+
+
+def _now_ms() -> datetime:
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)

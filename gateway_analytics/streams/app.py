@@ -1,0 +1,63 @@
+"""The Faust application that runs the ClickHouse sink agent."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import faust
+
+from gateway_analytics.clickhouse.client import ClickHouse
+from gateway_analytics.shared.settings import Settings
+from gateway_analytics.streams.sink import EventSink
+
+
+def create_sink_app(
+    *, settings: Settings, bootstrap_servers: str, clickhouse: ClickHouse
+) -> tuple[faust.App, EventSink]:
+    """A Faust app whose one agent stores the events topic in ClickHouse.
+
+    Start it with ``await app.start()`` and stop it with ``await app.stop()``
+    inside a running event loop; the caller owns ``clickhouse``.
+    """
+    app = faust.App(
+        settings.consumer_group,
+        broker=f"kafka://{bootstrap_servers}",
+        web_enabled=False,
+        datadir=str(settings.data_dir / "faust"),
+        consumer_auto_offset_reset="earliest",
+        topic_disable_leader=True,
+    )
+    topic = app.topic(
+        settings.kafka_topic, key_serializer="raw", value_serializer="raw"
+    )
+    sink = EventSink(clickhouse=clickhouse)
+
+    # One actor: with more, faust-streaming may commit an offset while an
+    # earlier event of the same partition is still being inserted.
+    @app.agent(topic, name="clickhouse-sink", concurrency=1)
+    async def clickhouse_sink(stream: Any) -> None:
+        # take_events acknowledges a batch's offsets only when the loop asks
+        # for the next batch, that is after the insert below returned.
+        async for events in stream.take_events(
+            settings.sink_batch_size, within=settings.sink_flush_interval_s
+        ):
+            await _finish_even_if_cancelled(
+                sink.write([event.message for event in events])
+            )
+
+    return app, sink
+
+
+async def _finish_even_if_cancelled(work: Any) -> None:
+    """Run ``work`` to the end even when the agent is cancelled at shutdown.
+
+    Faust stops agents by cancelling them; an insert cut short would leave its
+    batch acknowledged (take_events acks in a ``finally``) but not stored.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
