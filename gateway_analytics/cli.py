@@ -25,7 +25,7 @@ from gateway_analytics.http.app import create_app
 from gateway_analytics.http.publisher import KafkaPublisher
 from gateway_analytics.shared.errors import AnalyticsError, ConfigurationError
 from gateway_analytics.shared.events.schema_files import export_schemas
-from gateway_analytics.shared.kafka import create_producer, ensure_topic
+from gateway_analytics.shared.kafka import create_producer, ensure_topic, stop_producer
 from gateway_analytics.shared.local_kafka import LocalKafka, fetch_kafka
 from gateway_analytics.shared.logs import configure_logging
 from gateway_analytics.shared.settings import Settings, load_settings
@@ -121,7 +121,9 @@ async def _start_api(
     clickhouse = await _open_clickhouse(stack, settings)
     producer = create_producer(bootstrap_servers=bootstrap_servers)
     await producer.start()
-    stack.push_async_callback(producer.stop)
+    stack.push_async_callback(
+        stop_producer, producer, timeout_s=settings.kafka_produce_timeout_s
+    )
     publisher = KafkaPublisher(
         producer=producer,
         topic=settings.kafka_topic,

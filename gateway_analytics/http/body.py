@@ -33,11 +33,15 @@ async def read_body(request: web.Request, *, max_body_bytes: int) -> bytes:
 def parse_json(body: bytes) -> Any:
     """The JSON value of ``body``, or a 400 that says where it breaks."""
     try:
-        return json.loads(body)
+        text = body.decode("utf-8")
     except UnicodeDecodeError as error:
         raise RequestError(
-            400, "malformed_json", f"The body is not UTF-8 text: {error}."
+            400,
+            "malformed_json",
+            f"The body is not UTF-8 text: byte {error.start} is invalid.",
         ) from error
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as error:
         raise RequestError(
             400,

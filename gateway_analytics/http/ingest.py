@@ -126,10 +126,13 @@ def ingest_handler(
 
 def _problem(detail: ErrorDetails) -> dict[str, Any]:
     index, *rest = detail["loc"]
-    # A discriminated union puts the event's type name into the location;
-    # the client's path starts after it.
-    field_path = [str(part) for part in rest[1:]] if rest else ["type"]
     message = _TAG_MESSAGES.get(detail["type"], detail["msg"])
+    if detail["type"] in _TAG_MESSAGES and not rest:
+        field_path = ["type"]
+    else:
+        # A discriminated union puts the event's type name into the location;
+        # the client's path starts after it. An empty path is the event itself.
+        field_path = [str(part) for part in rest[1:]]
     return {"index": index, "path": ".".join(field_path), "message": message}
 
 

@@ -61,10 +61,13 @@ def _positive_int(query: Mapping[str, str], name: str, *, default: int) -> int:
     text = query.get(name)
     if text is None:
         return default
-    if not text.isascii() or not text.isdigit() or int(text) < 1:
+    digits = text.lstrip("0")
+    if not (text.isascii() and text.isdigit() and digits):
         raise RequestError(
             400,
             "invalid_parameter",
-            f"{name} must be a positive integer, got {text!r}.",
+            f"{name} must be a positive integer, got {text[:20]!r}.",
         )
-    return int(text)
+    # Past 18 digits the exact value no longer matters, and int() would trip
+    # Python's conversion limit on very long strings.
+    return int(digits) if len(digits) <= 18 else 10**18

@@ -54,7 +54,7 @@ class KafkaPublisher:
                     await self._producer.send(
                         self._topic,
                         value=record.model_dump_json().encode(),
-                        key=entity_key(record.event),
+                        key=entity_key(record),
                     )
                     for record in records
                 ]

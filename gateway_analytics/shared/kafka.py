@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiokafka import AIOKafkaProducer
@@ -55,3 +56,20 @@ async def ensure_topic(
                 f"{for_code(code).__name__} {message}"
             )
     logger.info("Created topic %s with %d partitions", topic, partitions)
+
+
+async def stop_producer(producer: AIOKafkaProducer, *, timeout_s: float) -> None:
+    """Flush and stop ``producer``, giving up after ``timeout_s``.
+
+    With the broker gone, aiokafka would retry the records still buffered
+    forever and never stop. Their requests were already answered 503, so
+    dropping them loses nothing a client was told is durable.
+    """
+    try:
+        await asyncio.wait_for(producer.stop(), timeout_s)
+    except TimeoutError:
+        logger.warning(
+            "Kafka producer did not flush within %.0f s; dropped records that "
+            "were never acknowledged",
+            timeout_s,
+        )

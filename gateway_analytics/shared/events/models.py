@@ -52,6 +52,15 @@ class _Event(BaseModel):
         "stored in UTC. Defaults to the time the API received it.",
     )
 
+    @field_validator("occurred_at", mode="before")
+    @classmethod
+    def _rfc3339_text(cls, value: object) -> object:
+        # Lax parsing would take a number as Unix seconds; the contract
+        # promises RFC 3339 text, so a number is refused, not guessed at.
+        if isinstance(value, int | float):
+            raise ValueError("must be an RFC 3339 time such as 2024-05-20T12:00:00Z")
+        return value
+
     @field_validator("occurred_at")
     @classmethod
     def _in_supported_range(cls, value: datetime | None) -> datetime | None:
@@ -136,10 +145,11 @@ class EventRecord(BaseModel):
         return event
 
 
-def entity_key(event: Event) -> bytes:
+def entity_key(record: EventRecord) -> bytes:
     """The Kafka record key: one pod's events share a partition, in order.
 
     Events without a pod are spread by their own identity.
     """
+    event = record.event
     key = event.pod_id if event.pod_id is not None else event.event_id
     return str(key).encode()
