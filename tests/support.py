@@ -1,0 +1,71 @@
+"""Helpers the integration and end-to-end tests share."""
+
+from __future__ import annotations
+
+import time
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+SEED_POD = "a7fcb4fe-5f07-4e20-9af5-15e617c901c6"
+SEED_ARTIFACT = "6b7ccf45-2a29-4c78-8b21-2d3f1ad97f77"
+SEED_ORDER = "a4a70e58-9681-49b3-8a68-395e0ae7b2e5"
+SEED_BATCH = {
+    "events": [
+        {
+            "type": "pod_entered",
+            "pod_id": SEED_POD,
+            "occurred_at": "2024-05-20T12:00:00Z",
+        },
+        {"type": "artifact_viewed", "artifact_id": SEED_ARTIFACT, "pod_id": SEED_POD},
+        {
+            "type": "checkout_started",
+            "artifact_ids": [SEED_ARTIFACT],
+            "pod_id": SEED_POD,
+        },
+        {
+            "type": "sale_completed",
+            "order_id": SEED_ORDER,
+            "artifact_id": SEED_ARTIFACT,
+            "pod_id": SEED_POD,
+        },
+    ]
+}
+
+
+async def read_topic(
+    bootstrap_servers: str, topic: str, *, expected: int, timeout_s: float = 20.0
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of ``topic`` from the start, once ``expected`` have arrived."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        while len(records) < expected and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for batch in batches.values():
+                records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def topic_size(bootstrap_servers: str, topic: str) -> int:
+    """How many records ``topic`` holds, summed over its partitions."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers)
+    await consumer.start()
+    try:
+        await consumer.topics()  # loads the cluster's metadata
+        partitions = consumer.partitions_for_topic(topic) or set()
+        ends = await consumer.end_offsets(
+            [TopicPartition(topic, partition) for partition in partitions]
+        )
+    finally:
+        await consumer.stop()
+    return sum(ends.values())
