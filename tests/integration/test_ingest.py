@@ -139,7 +139,7 @@ BAD_BODIES = {
 }
 
 
-@pytest.mark.parametrize("body, code", BAD_BODIES.values(), ids=BAD_BODIES.keys())
+@pytest.mark.parametrize(("body", "code"), BAD_BODIES.values(), ids=BAD_BODIES.keys())
 async def test_malformed_bodies_are_refused_with_400(
     api: Api, body: bytes, code: str
 ) -> None:
