@@ -62,7 +62,7 @@ def fetch_kafka(cache_dir: Path) -> Path:
     Raises:
         LocalKafkaError: Maven is missing or could not resolve the jars.
     """
-    libs = cache_dir / f"kafka-{KAFKA_VERSION}" / "libs"
+    libs = (cache_dir / f"kafka-{KAFKA_VERSION}" / "libs").resolve()
     if (libs / _COMPLETE_MARK).exists():
         return libs
     maven = shutil.which("mvn")
