@@ -1,7 +1,8 @@
 """The ``gateway-analytics`` command line: the one place the parts are joined.
 
-``run`` starts a local Kafka broker and runs the API and the sink agent in
-one process over the embedded ClickHouse (chDB hosts one engine per process).
+``run`` runs the API and the sink agent in one process, by default over the
+embedded ClickHouse (chDB hosts one engine per process) and a local Kafka
+broker it starts itself; configured servers take their place when set.
 ``api`` and ``worker`` run the two halves apart, against a Kafka cluster and
 a ClickHouse server, as in docker-compose and production.
 """

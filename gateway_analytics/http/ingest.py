@@ -109,8 +109,9 @@ def ingest_handler(
             raise RequestError(
                 503,
                 "kafka_unavailable",
-                "The events could not be made durable; nothing was accepted. "
-                f"Retry after {retry_after_s} s with the same event_id values.",
+                "Kafka did not confirm the events as durable; send the batch "
+                f"again after {retry_after_s} s, with event_id values so a "
+                "retry can be told from a new event.",
                 headers={"Retry-After": str(retry_after_s)},
             ) from error
         return web.json_response(

@@ -44,9 +44,9 @@ class KafkaPublisher:
 
         Raises:
             PublishError: the broker refused a record or did not answer within
-                the timeout. Some records may still have been written; a client
-                that retries with the same ``event_id`` values lets the sink
-                recognise them.
+                the timeout. Some records may still have been written, and the
+                sink does not yet recognise a retried ``event_id``: a retry of
+                such a batch stores those events twice.
         """
         try:
             async with asyncio.timeout(self._timeout_s):

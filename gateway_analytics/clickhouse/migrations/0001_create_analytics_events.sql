@@ -1,12 +1,12 @@
 -- One row per event, exactly as the sink agent read it from Kafka.
 --
--- PARTITION BY month of occurred_at: a year holds twelve parts-sets, few
+-- PARTITION BY month of occurred_at: a year makes twelve partitions, few
 -- enough for ClickHouse to manage and coarse enough that merges stay cheap,
--- while a replay of a time range can replace whole months.
+-- and a month of events can be dropped or replaced as one unit.
 --
 -- ORDER BY (occurred_at, event_id): the count queries bucket by occurred_at,
--- so time-range filters skip whole granules; event_id last makes the key
--- identify an event, which the duplicate checks of the sink rely on.
+-- so a query over a time range skips whole granules; event_id last makes the
+-- sorting key name one event, so looking an event up by time and id is cheap.
 --
 -- kafka_partition and kafka_offset record where each row came from, so the
 -- table can always be traced back to (and checked against) the topic.
