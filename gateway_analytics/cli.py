@@ -19,6 +19,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from aiohttp import web
+from aiokafka import AIOKafkaProducer
 
 from gateway_analytics.clickhouse.client import ClickHouse, connect
 from gateway_analytics.clickhouse.migrations import migrate
@@ -31,6 +32,7 @@ from gateway_analytics.shared.local_kafka import LocalKafka, fetch_kafka
 from gateway_analytics.shared.logs import configure_logging
 from gateway_analytics.shared.settings import Settings, load_settings
 from gateway_analytics.streams.app import create_sink_app
+from gateway_analytics.streams.dead_letters import DeadLetterTopic
 
 logger = logging.getLogger(__name__)
 
@@ -85,12 +87,13 @@ async def run_migrations(settings: Settings) -> None:
 async def _prepare(
     stack: AsyncExitStack, settings: Settings, bootstrap_servers: str
 ) -> None:
-    await ensure_topic(
-        bootstrap_servers=bootstrap_servers,
-        topic=settings.kafka_topic,
-        partitions=settings.kafka_topic_partitions,
-        replication_factor=settings.kafka_replication_factor,
-    )
+    for topic in (settings.kafka_topic, settings.dead_letter_topic):
+        await ensure_topic(
+            bootstrap_servers=bootstrap_servers,
+            topic=topic,
+            partitions=settings.kafka_topic_partitions,
+            replication_factor=settings.kafka_replication_factor,
+        )
     clickhouse = await _open_clickhouse(stack, settings)
     await migrate(clickhouse)
 
@@ -108,8 +111,14 @@ async def _start_sink(
 ) -> None:
     # Its own connection, so inserts never queue behind the API's queries.
     clickhouse = await _open_clickhouse(stack, settings)
+    producer = await _start_producer(stack, settings, bootstrap_servers)
     app, _ = create_sink_app(
-        settings=settings, bootstrap_servers=bootstrap_servers, clickhouse=clickhouse
+        settings=settings,
+        bootstrap_servers=bootstrap_servers,
+        clickhouse=clickhouse,
+        dead_letters=DeadLetterTopic(
+            producer=producer, topic=settings.dead_letter_topic
+        ),
     )
     await app.start()
     stack.push_async_callback(app.stop)
@@ -120,11 +129,7 @@ async def _start_api(
     stack: AsyncExitStack, settings: Settings, bootstrap_servers: str
 ) -> None:
     clickhouse = await _open_clickhouse(stack, settings)
-    producer = create_producer(bootstrap_servers=bootstrap_servers)
-    await producer.start()
-    stack.push_async_callback(
-        stop_producer, producer, timeout_s=settings.kafka_produce_timeout_s
-    )
+    producer = await _start_producer(stack, settings, bootstrap_servers)
     publisher = KafkaPublisher(
         producer=producer,
         topic=settings.kafka_topic,
@@ -137,6 +142,17 @@ async def _start_api(
     stack.push_async_callback(runner.cleanup)
     await web.TCPSite(runner, settings.http_host, settings.http_port).start()
     logger.info("API listening on http://%s:%d", settings.http_host, settings.http_port)
+
+
+async def _start_producer(
+    stack: AsyncExitStack, settings: Settings, bootstrap_servers: str
+) -> AIOKafkaProducer:
+    producer = create_producer(bootstrap_servers=bootstrap_servers)
+    await producer.start()
+    stack.push_async_callback(
+        stop_producer, producer, timeout_s=settings.kafka_produce_timeout_s
+    )
+    return producer
 
 
 def _required_bootstrap_servers(settings: Settings, command: str) -> str:

@@ -53,10 +53,31 @@ class ClickHouse:
         await self._run(self._client.command, sql, parameters=parameters)
 
     async def insert(
-        self, table: str, rows: Sequence[Sequence[Any]], column_names: Sequence[str]
+        self,
+        table: str,
+        rows: Sequence[Sequence[Any]],
+        column_names: Sequence[str],
+        *,
+        deduplication_token: str | None = None,
     ) -> None:
-        """Insert ``rows`` into ``table`` in one insert."""
-        await self._run(self._client.insert, table, rows, column_names=column_names)
+        """Insert ``rows`` into ``table`` in one insert.
+
+        Args:
+            deduplication_token: when given, a repeat of this insert with the
+                same token is dropped by ClickHouse (the table must keep a
+                deduplication window), so an insert whose outcome is unknown
+                can be retried safely.
+        """
+        settings = {}
+        if deduplication_token is not None:
+            settings["insert_deduplication_token"] = deduplication_token
+        await self._run(
+            self._client.insert,
+            table,
+            rows,
+            column_names=column_names,
+            settings=settings,
+        )
 
     async def close(self) -> None:
         """Wait for running statements, then close the connection."""

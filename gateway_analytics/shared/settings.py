@@ -66,6 +66,11 @@ class Settings(BaseSettings):
         description="Seconds a client is told to wait (Retry-After) when Kafka or "
         "ClickHouse cannot serve its request (503).",
     )
+    dead_letter_topic: str = Field(
+        default="analytics-events-dlq",
+        description="Topic that receives records the sink cannot decode, with "
+        "the reason and their original position in headers.",
+    )
     consumer_group: str = Field(
         default="gateway-analytics-sink",
         description="Kafka consumer group of the sink agents.",
@@ -84,6 +89,9 @@ class Settings(BaseSettings):
     sink_batch_size: int = Field(
         default=10_000,
         ge=1,
+        # Larger batches could be split into several parts by ClickHouse,
+        # and a batch must land as one part to be all-or-nothing.
+        le=1_000_000,
         description="Most events the agent inserts into ClickHouse in one insert.",
     )
     sink_flush_interval_s: float = Field(
@@ -91,6 +99,13 @@ class Settings(BaseSettings):
         gt=0,
         description="Longest time an event waits in the agent before its batch "
         "is inserted.",
+    )
+    dedup_window_s: int = Field(
+        default=24 * 3600,
+        ge=0,
+        description="An event whose event_id was already stored within this many "
+        "seconds of its own receipt is dropped as a retry; further apart, both "
+        "are counted.",
     )
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024,

@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Set
 from typing import Any
 
 import faust
 
 from gateway_analytics.clickhouse.client import ClickHouse
 from gateway_analytics.shared.settings import Settings
+from gateway_analytics.streams.dead_letters import DeadLetterSink
 from gateway_analytics.streams.sink import EventSink
+
+logger = logging.getLogger(__name__)
 
 
 def create_sink_app(
-    *, settings: Settings, bootstrap_servers: str, clickhouse: ClickHouse
+    *,
+    settings: Settings,
+    bootstrap_servers: str,
+    clickhouse: ClickHouse,
+    dead_letters: DeadLetterSink,
 ) -> tuple[faust.App, EventSink]:
     """A Faust app whose one agent stores the events topic in ClickHouse.
 
     Start it with ``await app.start()`` and stop it with ``await app.stop()``
-    inside a running event loop; the caller owns ``clickhouse``.
+    inside a running event loop; the caller owns ``clickhouse`` and the
+    dead-letter sink.
     """
     app = faust.App(
         settings.consumer_group,
@@ -31,7 +41,11 @@ def create_sink_app(
     topic = app.topic(
         settings.kafka_topic, key_serializer="raw", value_serializer="raw"
     )
-    sink = EventSink(clickhouse=clickhouse)
+    sink = EventSink(
+        clickhouse=clickhouse,
+        dead_letters=dead_letters,
+        dedup_window_s=settings.dedup_window_s,
+    )
 
     # One actor: with more, faust-streaming may commit an offset while an
     # earlier event of the same partition is still being inserted.
@@ -45,6 +59,21 @@ def create_sink_app(
             await _finish_even_if_cancelled(
                 sink.write([event.message for event in events])
             )
+
+    # Faust types receivers loosely (*args); this one takes the assigned set.
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def resume_after_stored_rows(
+        sender: faust.App, assigned: Set[Any], **_: Any
+    ) -> None:
+        # ClickHouse, not the committed offset, says what is stored: a crash
+        # between an insert and its commit must not insert the batch again.
+        ours = sorted(
+            tp.partition for tp in assigned if tp.topic == topic.get_topic_name()
+        )
+        for partition, offset in (await sink.resume_offsets(ours)).items():
+            tp = next(tp for tp in assigned if tp.partition == partition)
+            await sender.consumer.seek(tp, offset)
+            logger.info("Partition %d resumes at stored offset %d", partition, offset)
 
     return app, sink
 

@@ -9,19 +9,23 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from gateway_analytics.clickhouse.client import ClickHouse
+from gateway_analytics.clickhouse.client import ClickHouse, connect
+from gateway_analytics.clickhouse.events_table import ConsumedRecord, insert_records
 from gateway_analytics.http.ingest import resolve_records
 from gateway_analytics.shared.events import EventRecord, PodEntered, entity_key
 from gateway_analytics.shared.local_kafka import LocalKafka
 from gateway_analytics.shared.settings import Settings
 from gateway_analytics.streams.app import create_sink_app
+from gateway_analytics.streams.dead_letters import DeadLetterTopic
 from gateway_analytics.streams.sink import EventSink
 from tests.conftest import TopicFactory
+from tests.support import read_topic
 
 BATCH_SIZE = 100
 
@@ -37,6 +41,7 @@ class Pipeline:
     def __init__(self, *, kafka: LocalKafka, topic: str, settings: Settings) -> None:
         self.kafka = kafka
         self.topic = topic
+        self.dead_letter_topic = settings.dead_letter_topic
         self.settings = settings
         self.producer = AIOKafkaProducer(
             bootstrap_servers=kafka.bootstrap_servers, enable_idempotence=True
@@ -56,11 +61,14 @@ class Pipeline:
         values = [record.model_dump_json().encode() for record in records]
         return await self.produce(values, [entity_key(record) for record in records])
 
-    async def start_sink(self, clickhouse: ClickHouse) -> tuple[object, EventSink]:
+    async def start_sink(self, clickhouse: ClickHouse) -> tuple[Any, EventSink]:
         app, sink = create_sink_app(
             settings=self.settings,
             bootstrap_servers=self.kafka.bootstrap_servers,
             clickhouse=clickhouse,
+            dead_letters=DeadLetterTopic(
+                producer=self.producer, topic=self.dead_letter_topic
+            ),
         )
         await app.start()
         return app, sink
@@ -75,6 +83,7 @@ async def pipeline(
     settings = Settings(
         data_dir=tmp_path,
         kafka_topic=topic,
+        dead_letter_topic=await topic_factory(partitions=1),
         consumer_group=f"sink-{topic}",
         sink_batch_size=BATCH_SIZE,
         sink_flush_interval_s=0.2,
@@ -108,7 +117,7 @@ async def test_every_record_is_stored_with_its_partition_and_offset(
     try:
         stored = await _stored(clickhouse, len(records))
     finally:
-        await app.stop()  # type: ignore[attr-defined]
+        await app.stop()
 
     assert stored == len(records)
     rows = await clickhouse.query(
@@ -121,12 +130,12 @@ async def test_every_record_is_stored_with_its_partition_and_offset(
     assert max(flushed) <= BATCH_SIZE
 
 
-async def test_undecodable_records_are_skipped_not_stalled_on(
+async def test_poison_record_goes_to_the_dead_letter_topic_with_its_reason(
     pipeline: Pipeline, clickhouse: ClickHouse
 ) -> None:
-    """A record that is not the contract is skipped; the records after it land."""
+    """A record that is not the contract is dead-lettered; the records after it land."""
     key = b"same-partition"
-    await pipeline.produce([b"not json", b'{"event": {}}'], [key, key])
+    poison = await pipeline.produce([b"not json", b'{"event": {}}'], [key, key])
     good = _records(20)
     await pipeline.produce_records(good)
 
@@ -134,10 +143,154 @@ async def test_undecodable_records_are_skipped_not_stalled_on(
     try:
         stored = await _stored(clickhouse, len(good))
     finally:
-        await app.stop()  # type: ignore[attr-defined]
+        await app.stop()
 
     assert stored == len(good)
-    assert sink.undecodable == 2
+    assert sink.dead_letters == 2
+    letters = await read_topic(
+        pipeline.kafka.bootstrap_servers, pipeline.dead_letter_topic, expected=2
+    )
+    assert sorted(letter.value for letter in letters) == [b"not json", b'{"event": {}}']
+    headers = [dict(letter.headers) for letter in letters]
+    assert {
+        (int(h["original_partition"]), int(h["original_offset"])) for h in headers
+    } == poison
+    assert {h["original_topic"] for h in headers} == {pipeline.topic.encode()}
+    assert all(h["reason"] for h in headers)
+    assert (
+        b"JSON" in dict(letters[0].headers)["reason"]
+        or b"JSON" in dict(letters[1].headers)["reason"]
+    )
+
+
+async def test_rows_already_stored_are_not_inserted_again(
+    pipeline: Pipeline, clickhouse: ClickHouse
+) -> None:
+    """After a crash between insert and commit, stored offsets are skipped."""
+    records = _records(300)
+    positions = sorted(await pipeline.produce_records(records))
+    consumed = await read_topic(
+        pipeline.kafka.bootstrap_servers, pipeline.topic, expected=300
+    )
+    by_position = {(m.partition, m.offset): m for m in consumed}
+    # What a sink that crashed before committing would have left behind:
+    # the first half of every partition stored, no offset committed.
+    already = [p for p in positions if p[1] < 50]
+    await insert_records(
+        clickhouse,
+        [
+            ConsumedRecord(EventRecord.model_validate_json(by_position[p].value), *p)
+            for p in already
+        ],
+    )
+
+    app, sink = await pipeline.start_sink(clickhouse)
+    try:
+        stored = await _stored(clickhouse, len(records))
+        await asyncio.sleep(1.0)  # room for a repeated batch to show up
+        stored = await _stored(clickhouse, len(records))
+    finally:
+        await app.stop()
+
+    assert stored == len(records)
+    assert sink.inserted == len(records) - len(already)
+    assert sink.duplicates == 0, "skipped by offset, not left to the event_id check"
+    assert await _distinct_positions(clickhouse) == len(records)
+
+
+async def test_a_retried_batch_split_differently_is_counted_once(
+    pipeline: Pipeline, clickhouse: ClickHouse
+) -> None:
+    """The same event_ids published again, in other batches, are stored once."""
+    records = _records(200)
+    await pipeline.produce_records(records)
+    later = datetime.now(UTC)
+    retried = [record.model_copy(update={"received_at": later}) for record in records]
+    await pipeline.produce_records(retried[120:])
+    await pipeline.produce_records(retried[:120])
+
+    app, sink = await pipeline.start_sink(clickhouse)
+    try:
+        stored = await _stored(clickhouse, len(records))
+        await asyncio.sleep(1.0)
+        stored = await _stored(clickhouse, len(records))
+    finally:
+        await app.stop()
+
+    assert stored == len(records)
+    assert sink.duplicates == len(records)
+    ids = await clickhouse.query("SELECT uniqExact(event_id) FROM analytics_events")
+    assert ids == [(len(records),)]
+
+
+async def test_clickhouse_outage_stops_the_sink_until_it_is_back(
+    pipeline: Pipeline, clickhouse: ClickHouse, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With the table gone the sink retries and waits; nothing is lost after."""
+    caplog.set_level(logging.WARNING, logger="gateway_analytics.streams.sink")
+    app, _ = await pipeline.start_sink(clickhouse)
+    try:
+        first = _records(100)
+        await pipeline.produce_records(first)
+        await _stored(clickhouse, len(first))
+        await clickhouse.command("DETACH TABLE analytics_events")
+        second = _records(400)
+        await pipeline.produce_records(second)
+        await asyncio.sleep(3.0)  # several failed attempts
+        failures = [r for r in caplog.records if r.msg.startswith("Failed")]
+        await clickhouse.command("ATTACH TABLE analytics_events")
+        stored = await _stored(clickhouse, len(first) + len(second))
+        await asyncio.sleep(1.0)
+        stored = await _stored(clickhouse, len(first) + len(second))
+    finally:
+        await app.stop()
+
+    assert len(failures) >= 2
+    assert stored == len(first) + len(second)
+    assert await _distinct_positions(clickhouse) == stored
+
+
+async def test_two_agents_in_one_group_store_each_record_once(
+    pipeline: Pipeline, clickhouse: ClickHouse, clickhouse_url: str
+) -> None:
+    """One of two group members stops mid-stream; the other takes over cleanly.
+
+    chDB hosts one engine per process, so both members run in this process,
+    each a separate Faust app with its own Kafka consumer and its own
+    ClickHouse connection to the same engine and database. They are real
+    members of one consumer group and go through a real rebalance.
+    """
+    database = (await clickhouse.query("SELECT currentDatabase()"))[0][0]
+    second_connection = connect(url=clickhouse_url, database=database)
+    first_app, first_sink = await pipeline.start_sink(clickhouse)
+    second_app, second_sink = await pipeline.start_sink(second_connection)
+    try:
+        sent = 0
+        for round_number in range(6):
+            records = _records(500)
+            await pipeline.produce_records(records)
+            sent += len(records)
+            if round_number == 2:
+                await _stored(clickhouse, sent - 250)
+                await first_app.stop()
+            await asyncio.sleep(0.3)
+        stored = await _stored(clickhouse, sent, timeout_s=60)
+        await asyncio.sleep(1.0)
+        stored = await _stored(clickhouse, sent)
+    finally:
+        await second_app.stop()
+        await second_connection.close()
+
+    assert stored == sent
+    assert await _distinct_positions(clickhouse) == sent
+    assert first_sink.duplicates + second_sink.duplicates == 0
+
+
+async def _distinct_positions(clickhouse: ClickHouse) -> int:
+    rows = await clickhouse.query(
+        "SELECT uniqExact(kafka_partition, kafka_offset) FROM analytics_events"
+    )
+    return int(rows[0][0])
 
 
 async def test_offsets_are_committed_after_the_insert_and_resumed_from(
@@ -148,7 +301,7 @@ async def test_offsets_are_committed_after_the_insert_and_resumed_from(
     await pipeline.produce_records(first)
     app, _ = await pipeline.start_sink(clickhouse)
     await _stored(clickhouse, len(first))
-    await app.stop()  # type: ignore[attr-defined]
+    await app.stop()
     committed = await _committed(pipeline)
 
     await pipeline.produce_records(second)
@@ -158,7 +311,7 @@ async def test_offsets_are_committed_after_the_insert_and_resumed_from(
         await asyncio.sleep(1.0)  # room for a repeated batch to show up
         stored = await _stored(clickhouse, len(first) + len(second))
     finally:
-        await app.stop()  # type: ignore[attr-defined]
+        await app.stop()
 
     assert committed == len(first)
     assert stored == len(first) + len(second)

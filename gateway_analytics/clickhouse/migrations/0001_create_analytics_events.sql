@@ -1,15 +1,22 @@
 -- One row per event, exactly as the sink agent read it from Kafka.
 --
--- PARTITION BY month of occurred_at: a year makes twelve partitions, few
--- enough for ClickHouse to manage and coarse enough that merges stay cheap,
--- and a month of events can be dropped or replaced as one unit.
+-- No PARTITION BY: an insert of one batch then writes exactly one part, and
+-- a part becomes visible whole or not at all. With monthly partitions a batch
+-- spanning two months would be two parts, and a crash between them would
+-- leave half a batch stored, which the sink's resume point could not see.
 --
 -- ORDER BY (occurred_at, event_id): the count queries bucket by occurred_at,
--- so a query over a time range skips whole granules; event_id last makes the
--- sorting key name one event, so looking an event up by time and id is cheap.
+-- so a query over a time range skips whole granules.
 --
--- kafka_partition and kafka_offset record where each row came from, so the
--- table can always be traced back to (and checked against) the topic.
+-- Two projections live inside every part, so they are exactly as current as
+-- the rows and travel with the table when a replay swaps it in:
+--   by_event_id     sorted by event_id, so the sink can ask cheaply whether a
+--                   retried event is already stored;
+--   stored_offsets  the highest Kafka offset per partition, where the sink
+--                   resumes after a crash or a rebalance.
+--
+-- non_replicated_deduplication_window lets a retried insert carry the same
+-- deduplication token and be dropped if its first attempt did land.
 CREATE TABLE IF NOT EXISTS analytics_events
 (
     event_id        UUID,
@@ -21,8 +28,18 @@ CREATE TABLE IF NOT EXISTS analytics_events
     occurred_at     DateTime64(3, 'UTC'),
     received_at     DateTime64(3, 'UTC'),
     kafka_partition UInt32,
-    kafka_offset    UInt64
+    kafka_offset    UInt64,
+    PROJECTION by_event_id
+    (
+        SELECT event_id, received_at
+        ORDER BY event_id
+    ),
+    PROJECTION stored_offsets
+    (
+        SELECT kafka_partition, max(kafka_offset)
+        GROUP BY kafka_partition
+    )
 )
 ENGINE = MergeTree
-PARTITION BY toYYYYMM(occurred_at)
 ORDER BY (occurred_at, event_id)
+SETTINGS non_replicated_deduplication_window = 1000
