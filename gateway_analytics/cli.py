@@ -16,23 +16,33 @@ import signal
 import sys
 from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
-from typing import Any
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
 
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
+from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
 from gateway_analytics.clickhouse.client import ClickHouse, connect
 from gateway_analytics.clickhouse.migrations import migrate
 from gateway_analytics.http.app import create_app
-from gateway_analytics.http.publisher import KafkaPublisher
 from gateway_analytics.shared.errors import AnalyticsError, ConfigurationError
 from gateway_analytics.shared.events.schema_files import export_schemas
 from gateway_analytics.shared.kafka import create_producer, ensure_topic, stop_producer
-from gateway_analytics.shared.local_kafka import LocalKafka, fetch_kafka
+from gateway_analytics.shared.local_kafka import (
+    LocalKafka,
+    fetch_kafka,
+    running_broker,
+)
 from gateway_analytics.shared.logs import configure_logging
+from gateway_analytics.shared.progress import Progress
+from gateway_analytics.shared.publisher import KafkaPublisher
 from gateway_analytics.shared.settings import Settings, load_settings
 from gateway_analytics.streams.app import create_sink_app
+from gateway_analytics.streams.backfill import backfill
 from gateway_analytics.streams.dead_letters import DeadLetterTopic
+from gateway_analytics.streams.replay import TimeRange, rebuild
 
 logger = logging.getLogger(__name__)
 
@@ -130,18 +140,25 @@ async def _start_api(
 ) -> None:
     clickhouse = await _open_clickhouse(stack, settings)
     producer = await _start_producer(stack, settings, bootstrap_servers)
-    publisher = KafkaPublisher(
-        producer=producer,
-        topic=settings.kafka_topic,
-        timeout_s=settings.kafka_produce_timeout_s,
+    app = create_app(
+        settings=settings,
+        clickhouse=clickhouse,
+        publisher=_publisher(settings, producer),
     )
-    app = create_app(settings=settings, clickhouse=clickhouse, publisher=publisher)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     # Cleanup stops accepting, then waits for in-flight requests.
     stack.push_async_callback(runner.cleanup)
     await web.TCPSite(runner, settings.http_host, settings.http_port).start()
     logger.info("API listening on http://%s:%d", settings.http_host, settings.http_port)
+
+
+def _publisher(settings: Settings, producer: AIOKafkaProducer) -> KafkaPublisher:
+    return KafkaPublisher(
+        producer=producer,
+        topic=settings.kafka_topic,
+        timeout_s=settings.kafka_produce_timeout_s,
+    )
 
 
 async def _start_producer(
@@ -174,6 +191,77 @@ async def _until_stopped() -> None:
     logger.info("Stopping: finishing requests and flushing the current batch")
 
 
+async def run_replay(settings: Settings, arguments: argparse.Namespace) -> None:
+    """Rebuild the events table (or a time range of it) from the topic."""
+    time_range = TimeRange(since=arguments.since, until=arguments.until)
+    if time_range.since and time_range.until and time_range.since >= time_range.until:
+        raise ConfigurationError("--since must be before --until")
+    async with AsyncExitStack() as stack:
+        bootstrap_servers = await _tool_kafka(stack, settings)
+        clickhouse = await _open_clickhouse(stack, settings)
+        await migrate(clickhouse)
+        report = await rebuild(
+            clickhouse=clickhouse,
+            bootstrap_servers=bootstrap_servers,
+            topic=settings.kafka_topic,
+            time_range=time_range,
+            batch_size=settings.sink_batch_size,
+            dedup_window_s=settings.dedup_window_s,
+            catch_up_delay_s=settings.sink_flush_interval_s * 2,
+        )
+    print(
+        f"replayed {report.records_read} records: {report.events_stored} events "
+        f"stored, {report.duplicates} retried duplicates and "
+        f"{report.undecodable} undecodable records left out, {report.rows_kept} "
+        f"rows outside the range kept, {report.rows_caught_up} live rows caught up"
+    )
+
+
+def run_backfill(settings: Settings, arguments: argparse.Namespace) -> int:
+    """Publish the events of a newline-delimited JSON file (or stdin)."""
+    if arguments.file == "-":
+        return asyncio.run(_backfill(settings, sys.stdin, total=None))
+    path = Path(arguments.file)
+    try:
+        with path.open("rb") as counted:
+            total = sum(1 for _ in counted)
+        with path.open(encoding="utf-8") as lines:
+            return asyncio.run(_backfill(settings, lines, total=total))
+    except OSError as error:
+        raise ConfigurationError(f"cannot read {path}: {error.strerror}") from error
+
+
+async def _backfill(settings: Settings, lines: TextIO, *, total: int | None) -> int:
+    async with AsyncExitStack() as stack:
+        bootstrap_servers = await _tool_kafka(stack, settings)
+        producer = await _start_producer(stack, settings, bootstrap_servers)
+        report = await backfill(
+            lines,
+            publisher=_publisher(settings, producer),
+            batch_size=settings.max_events_per_request,
+            progress=Progress("backfill", total=total),
+            errors=sys.stderr,
+        )
+    print(
+        f"published {report.published} events; "
+        f"{len(report.bad_lines)} bad lines left out"
+    )
+    return 1 if report.bad_lines else 0
+
+
+async def _tool_kafka(stack: AsyncExitStack, settings: Settings) -> str:
+    """The configured Kafka, else the running local one, else a new local one."""
+    if settings.kafka_bootstrap_servers:
+        return settings.kafka_bootstrap_servers
+    kafka_dir = settings.data_dir / "kafka"
+    running = running_broker(kafka_dir)
+    if running:
+        return running
+    kafka = LocalKafka(data_dir=kafka_dir, cache_dir=settings.kafka_cache_dir)
+    await stack.enter_async_context(kafka)
+    return kafka.bootstrap_servers
+
+
 def _fetch_kafka(settings: Settings) -> None:
     print(fetch_kafka(settings.kafka_cache_dir))
 
@@ -183,31 +271,61 @@ def _export_schemas(settings: Settings) -> None:
         print(path)
 
 
-_COMMANDS: dict[str, tuple[str, Callable[[Settings], Any]]] = {
-    "run": ("API and sink agent in one process, with a local Kafka", run_local),
-    "api": ("the HTTP API alone", run_api),
-    "worker": ("the Faust sink agent alone", run_worker),
-    "migrate": ("apply pending ClickHouse migrations", run_migrations),
-    "export-schemas": ("write the contract's JSON Schema files", _export_schemas),
-    "fetch-kafka": ("download the local Kafka broker's jars", _fetch_kafka),
-}
+def _instant(text: str) -> datetime:
+    try:
+        return _INSTANT.validate_python(text)
+    except ValidationError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an RFC 3339 time with a zone, "
+            "such as 2024-05-20T00:00:00Z"
+        ) from None
+
+
+_INSTANT: TypeAdapter[AwareDatetime] = TypeAdapter(AwareDatetime)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway-analytics", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    simple: dict[str, tuple[str, Callable[..., Any]]] = {
+        "run": ("API and sink agent in one process, with a local Kafka", run_local),
+        "api": ("the HTTP API alone", run_api),
+        "worker": ("the Faust sink agent alone", run_worker),
+        "migrate": ("apply pending ClickHouse migrations", run_migrations),
+        "export-schemas": ("write the contract's JSON Schema files", _export_schemas),
+        "fetch-kafka": ("download the local Kafka broker's jars", _fetch_kafka),
+    }
+    for name, (help_text, handler) in simple.items():
+        commands.add_parser(name, help=help_text).set_defaults(
+            handler=lambda settings, _, run=handler: run(settings)
+        )
+
+    replay = commands.add_parser(
+        "replay", help="rebuild ClickHouse from the topic, swapped in atomically"
+    )
+    replay.add_argument("--rebuild", action="store_true", required=True)
+    replay.add_argument("--since", type=_instant, help="first occurred_at replayed")
+    replay.add_argument("--until", type=_instant, help="occurred_at replayed up to")
+    replay.set_defaults(handler=run_replay)
+
+    backfill_parser = commands.add_parser(
+        "backfill", help="publish newline-delimited JSON events from a file"
+    )
+    backfill_parser.add_argument("file", help="path of the file, or - for stdin")
+    backfill_parser.set_defaults(handler=run_backfill)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``gateway-analytics`` console script."""
-    parser = argparse.ArgumentParser(prog="gateway-analytics", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    for name, (help_text, _) in _COMMANDS.items():
-        commands.add_parser(name, help=help_text)
-    arguments = parser.parse_args(argv)
-
+    arguments = _parser().parse_args(argv)
     try:
         settings = load_settings()
         configure_logging(settings.log_level)
-        result = _COMMANDS[arguments.command][1](settings)
+        result = arguments.handler(settings, arguments)
         if isinstance(result, Coroutine):
-            asyncio.run(result)
+            result = asyncio.run(result)
     except AnalyticsError as error:
         print(f"gateway-analytics {arguments.command}: {error}", file=sys.stderr)
         return 1
-    return 0
+    return result if isinstance(result, int) else 0

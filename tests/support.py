@@ -7,6 +7,8 @@ import time
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from gateway_analytics.shared.kafka import topic_partitions
+
 SEED_POD = "a7fcb4fe-5f07-4e20-9af5-15e617c901c6"
 SEED_ARTIFACT = "6b7ccf45-2a29-4c78-8b21-2d3f1ad97f77"
 SEED_ORDER = "a4a70e58-9681-49b3-8a68-395e0ae7b2e5"
@@ -58,11 +60,13 @@ async def read_topic(
 
 async def topic_size(bootstrap_servers: str, topic: str) -> int:
     """How many records ``topic`` holds, summed over its partitions."""
+    partitions = await topic_partitions(
+        bootstrap_servers=bootstrap_servers, topic=topic
+    )
+    assert partitions, f"topic {topic} does not exist"
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers)
     await consumer.start()
     try:
-        await consumer.topics()  # loads the cluster's metadata
-        partitions = consumer.partitions_for_topic(topic) or set()
         ends = await consumer.end_offsets(
             [TopicPartition(topic, partition) for partition in partitions]
         )

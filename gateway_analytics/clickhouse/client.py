@@ -113,9 +113,15 @@ def connect(*, url: str, database: str) -> ClickHouse:
         bootstrap.close()
         client = _client(url, database=database)
     except (ClickHouseError, OSError) as error:
+        hint = (
+            " (the embedded engine allows one process per folder: is another "
+            "one, such as `make run`, using it?)"
+            if embedded
+            else ""
+        )
         raise StorageError(
             f"could not open ClickHouse database {database!r} at "
-            f"{_without_password(url)}: {error}"
+            f"{_without_password(url)}{hint}: {error}"
         ) from error
     return ClickHouse(client=client, threads=1 if embedded else _SERVER_THREADS)
 

@@ -9,7 +9,7 @@ from gateway_analytics.clickhouse.counts import Entity
 from gateway_analytics.http.counts import counts_handler
 from gateway_analytics.http.ingest import ingest_handler
 from gateway_analytics.http.problems import error_middleware
-from gateway_analytics.http.publisher import EventPublisher
+from gateway_analytics.shared.publisher import EventPublisher
 from gateway_analytics.shared.settings import Settings
 
 

@@ -19,14 +19,14 @@ from pydantic_core import ErrorDetails
 
 from gateway_analytics.http.body import parse_json, read_body
 from gateway_analytics.http.problems import Handler, RequestError
-from gateway_analytics.http.publisher import EventPublisher
 from gateway_analytics.shared.errors import PublishError
 from gateway_analytics.shared.events import (
     Event,
-    EventRecord,
     EventType,
     event_list_adapter,
+    resolve_records,
 )
+from gateway_analytics.shared.publisher import EventPublisher
 
 logger = logging.getLogger(__name__)
 
@@ -68,24 +68,6 @@ def parse_events(payload: Any, *, max_events: int) -> list[Event]:
         raise _invalid_events([_problem(detail) for detail in error.errors()]) from None
     _refuse_repeated_ids(events)
     return events
-
-
-def resolve_records(
-    events: Sequence[Event], *, received_at: datetime
-) -> list[EventRecord]:
-    """Give every event its identity and time, as it will be stored."""
-    return [
-        EventRecord(
-            received_at=received_at,
-            event=event.model_copy(
-                update={
-                    "event_id": event.event_id or uuid.uuid4(),
-                    "occurred_at": event.occurred_at or received_at,
-                }
-            ),
-        )
-        for event in events
-    ]
 
 
 def ingest_handler(

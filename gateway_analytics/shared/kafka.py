@@ -73,3 +73,16 @@ async def stop_producer(producer: AIOKafkaProducer, *, timeout_s: float) -> None
             "were never acknowledged",
             timeout_s,
         )
+
+
+async def topic_partitions(*, bootstrap_servers: str, topic: str) -> list[int]:
+    """The partition numbers of ``topic``; empty when it does not exist."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        [description] = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if description["error_code"]:
+        return []
+    return sorted(partition["partition"] for partition in description["partitions"])

@@ -96,6 +96,16 @@ def fetch_kafka(cache_dir: Path) -> Path:
     return libs
 
 
+def running_broker(data_dir: Path) -> str | None:
+    """``host:port`` of a local broker already serving ``data_dir``, if any."""
+    try:
+        address = (data_dir / "bootstrap-servers").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    port = int(address.rpartition(":")[2])
+    return address if _accepts_connections(port) else None
+
+
 def free_port() -> int:
     """A TCP port on the loopback address that nothing listens on right now."""
     with socket.socket() as probe:
@@ -174,6 +184,8 @@ class LocalKafka:
             await asyncio.to_thread(self._format_storage, libs, config)
         self._process = self._spawn(libs, "kafka.Kafka", str(config))
         await self._await_metadata(timeout_s)
+        # Other commands (backfill, replay) find a running broker here.
+        self._address_file.write_text(self.bootstrap_servers, encoding="utf-8")
         logger.info(
             "Local Kafka %s is up at %s (log: %s)",
             KAFKA_VERSION,
@@ -181,8 +193,13 @@ class LocalKafka:
             self.log_path,
         )
 
+    @property
+    def _address_file(self) -> Path:
+        return self.data_dir / "bootstrap-servers"
+
     def stop(self, *, timeout_s: float = 20.0) -> None:
         """Stop the broker with SIGTERM, and SIGKILL it after ``timeout_s``."""
+        self._address_file.unlink(missing_ok=True)
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
@@ -196,6 +213,7 @@ class LocalKafka:
 
     def kill(self) -> None:
         """End the broker at once with SIGKILL, as a crash would."""
+        self._address_file.unlink(missing_ok=True)
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             process.kill()

@@ -53,6 +53,8 @@ class EventSink:
         dedup_window_s: how far apart two receipts of one event_id may be
             for the second to count as a retry.
         table: the events table; a replay points it at a fresh table.
+        keep: when given, only records it accepts are stored; the others are
+            passed over silently (a replay of a time range uses it).
         retry_backoff_s: first wait after a failed insert; it doubles up to
             ``max_retry_backoff_s``.
     """
@@ -64,6 +66,7 @@ class EventSink:
         dead_letters: DeadLetterSink,
         dedup_window_s: float,
         table: str = TABLE,
+        keep: Callable[[EventRecord], bool] | None = None,
         retry_backoff_s: float = 0.5,
         max_retry_backoff_s: float = 30.0,
     ) -> None:
@@ -71,6 +74,7 @@ class EventSink:
         self._dead_letters = dead_letters
         self._dedup_window = timedelta(seconds=dedup_window_s)
         self._table = table
+        self._keep = keep
         self._retry_backoff_s = retry_backoff_s
         self._max_retry_backoff_s = max_retry_backoff_s
         self._stored_offsets: dict[int, int] = {}
@@ -101,7 +105,7 @@ class EventSink:
         records = []
         for message in messages:
             record = await self._decode(message)
-            if record is not None:
+            if record is not None and (self._keep is None or self._keep(record.record)):
                 records.append(record)
         records = await self._drop_duplicates(self._drop_stored(records))
         if records:

@@ -14,10 +14,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway_analytics.clickhouse.client import ClickHouse
 from gateway_analytics.http.app import create_app
-from gateway_analytics.http.publisher import KafkaPublisher
 from gateway_analytics.shared.events import EventRecord
 from gateway_analytics.shared.kafka import create_producer, ensure_topic, stop_producer
 from gateway_analytics.shared.local_kafka import LocalKafka
+from gateway_analytics.shared.publisher import KafkaPublisher
 from gateway_analytics.shared.settings import Settings
 from tests.conftest import KAFKA_CACHE_DIR, TopicFactory
 from tests.support import SEED_BATCH, SEED_POD, read_topic, topic_size
@@ -85,6 +85,7 @@ async def test_seed_batch_is_acknowledged_only_once_on_the_topic(api: Api) -> No
     decoded = [EventRecord.model_validate_json(record.value) for record in records]
     assert sorted(str(r.event.event_id) for r in decoded) == sorted(body["event_ids"])
     assert {record.key for record in records} == {SEED_POD.encode()}
+    assert await topic_size(api.bootstrap_servers, api.topic) == 4
 
 
 async def test_event_time_defaults_to_receipt_and_given_ids_are_kept(api: Api) -> None:

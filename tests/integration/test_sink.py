@@ -17,8 +17,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from gateway_analytics.clickhouse.client import ClickHouse, connect
 from gateway_analytics.clickhouse.events_table import ConsumedRecord, insert_records
-from gateway_analytics.http.ingest import resolve_records
-from gateway_analytics.shared.events import EventRecord, PodEntered, entity_key
+from gateway_analytics.shared.events import (
+    EventRecord,
+    PodEntered,
+    entity_key,
+    resolve_records,
+)
 from gateway_analytics.shared.local_kafka import LocalKafka
 from gateway_analytics.shared.settings import Settings
 from gateway_analytics.streams.app import create_sink_app

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from gateway_analytics.http.body import parse_json
-from gateway_analytics.http.ingest import parse_events, resolve_records
+from gateway_analytics.http.ingest import parse_events
 from gateway_analytics.http.problems import RequestError
-from gateway_analytics.shared.events import EventType
+from gateway_analytics.shared.events import EventType, resolve_records
 
 POD_ID = "a7fcb4fe-5f07-4e20-9af5-15e617c901c6"
 ARTIFACT_ID = "6b7ccf45-2a29-4c78-8b21-2d3f1ad97f77"

@@ -11,7 +11,9 @@ from gateway_analytics.shared.events.models import (
     PodEntered,
     SaleCompleted,
     entity_key,
+    event_adapter,
     event_list_adapter,
+    resolve_records,
 )
 
 __all__ = [
@@ -25,5 +27,7 @@ __all__ = [
     "PodEntered",
     "SaleCompleted",
     "entity_key",
+    "event_adapter",
     "event_list_adapter",
+    "resolve_records",
 ]

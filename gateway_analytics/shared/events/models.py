@@ -7,6 +7,8 @@ one Kafka record per event; the sink agent decodes the same model.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -116,6 +118,7 @@ EVENT_MODELS: tuple[type[_Event], ...] = (
     SaleCompleted,
 )
 
+event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
 event_list_adapter: TypeAdapter[list[Event]] = TypeAdapter(list[Event])
 
 
@@ -143,6 +146,24 @@ class EventRecord(BaseModel):
         if event.event_id is None or event.occurred_at is None:
             raise ValueError("a published event carries event_id and occurred_at")
         return event
+
+
+def resolve_records(
+    events: Sequence[Event], *, received_at: datetime
+) -> list[EventRecord]:
+    """Give every event its identity and time, as it will be stored."""
+    return [
+        EventRecord(
+            received_at=received_at,
+            event=event.model_copy(
+                update={
+                    "event_id": event.event_id or uuid.uuid4(),
+                    "occurred_at": event.occurred_at or received_at,
+                }
+            ),
+        )
+        for event in events
+    ]
 
 
 def entity_key(record: EventRecord) -> bytes:
