@@ -59,8 +59,10 @@ async def run_local(settings: Settings) -> None:
             await stack.enter_async_context(kafka)
             bootstrap_servers = kafka.bootstrap_servers
         await _prepare(stack, settings, bootstrap_servers)
-        await _start_sink(stack, settings, bootstrap_servers)
+        # The API first: the sink's start waits for its consumer group, and
+        # accepting events must not wait for that.
         await _start_api(stack, settings, bootstrap_servers)
+        await _start_sink(stack, settings, bootstrap_servers)
         await _until_stopped()
 
 

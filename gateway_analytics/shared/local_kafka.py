@@ -257,6 +257,10 @@ class LocalKafka:
             "share.coordinator.state.topic.replication.factor": "1",
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
+            # After a crash the controller waits out the old broker's session
+            # before the new one may lead; the default 9 s slows every restart.
+            "broker.session.timeout.ms": "3000",
+            "broker.heartbeat.interval.ms": "500",
         }
         config = self.data_dir / "server.properties"
         config.write_text(

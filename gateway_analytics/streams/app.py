@@ -37,6 +37,10 @@ def create_sink_app(
         datadir=str(settings.data_dir / "faust"),
         consumer_auto_offset_reset="earliest",
         topic_disable_leader=True,
+        # Faust's default of 60 s would keep a restarted worker waiting that
+        # long for the group to forget the member that crashed.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
     )
     topic = app.topic(
         settings.kafka_topic, key_serializer="raw", value_serializer="raw"
@@ -73,7 +77,11 @@ def create_sink_app(
         for partition, offset in (await sink.resume_offsets(ours)).items():
             tp = next(tp for tp in assigned if tp.partition == partition)
             await sender.consumer.seek(tp, offset)
-            logger.info("Partition %d resumes at stored offset %d", partition, offset)
+            logger.info(
+                "Partition %d resumes at offset %d, after its stored rows",
+                partition,
+                offset,
+            )
 
     return app, sink
 

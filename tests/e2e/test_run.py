@@ -10,26 +10,19 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
 from gateway_analytics.shared.local_kafka import free_port
-from tests.conftest import KAFKA_CACHE_DIR
+from tests.e2e.running import RunProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -46,63 +39,20 @@ EDGE_TIMES = [
     "2024-05-27T00:59:59.999+00:00",
     "2024-05-27T01:00:00Z",
 ]
-START_TIMEOUT_S = 120
 STORE_TIMEOUT_S = 60
 
 
-@dataclass
-class Service:
-    base_url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    """A running ``gateway-analytics run``, stopped with SIGTERM afterwards."""
-    data_dir = tmp_path_factory.mktemp("run")
-    port = free_port()
-    env = {
-        **os.environ,
-        "ANALYTICS_DATA_DIR": str(data_dir),
-        "ANALYTICS_HTTP_PORT": str(port),
-        "ANALYTICS_KAFKA_CACHE_DIR": str(KAFKA_CACHE_DIR),
-        "ANALYTICS_SINK_FLUSH_INTERVAL_S": "0.3",
-    }
-    log_path = data_dir / "run.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gateway_analytics", "run"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    running = Service(f"http://127.0.0.1:{port}", process, log_path)
-    try:
-        _await_api(running)
-        yield running
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
-
-
-def _await_api(service: Service) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if service.process.poll() is not None:
-            pytest.fail(f"run exited early:\n{service.log_path.read_text()}")
-        try:
-            with urllib.request.urlopen(
-                service.base_url + "/api/analytics/pods", timeout=2
-            ):
-                return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"run did not answer within {START_TIMEOUT_S} s")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunProcess]:
+    """A running ``gateway-analytics run``, which must stop cleanly on SIGTERM."""
+    running = RunProcess(
+        data_dir=tmp_path_factory.mktemp("run"),
+        port=free_port(),
+        settings={"ANALYTICS_SINK_FLUSH_INTERVAL_S": "0.3"},
+    )
+    running.start()
+    yield running
+    assert running.stop() == 0, running.log_path.read_text()
 
 
 @pytest.fixture
@@ -214,7 +164,7 @@ def _wait_clear_of_hour_edge() -> None:
 
 
 async def test_counts_match_what_was_sent_for_every_window(
-    service: Service, http: aiohttp.ClientSession
+    service: RunProcess, http: aiohttp.ClientSession
 ) -> None:
     """A few thousand events in, exactly their counts out, on both endpoints."""
     events = _generated_events(random.Random(20240527))
@@ -276,7 +226,7 @@ async def _await_total(
 
 
 async def test_rejections_reach_the_client_from_the_running_service(
-    service: Service, http: aiohttp.ClientSession
+    service: RunProcess, http: aiohttp.ClientSession
 ) -> None:
     """Malformed, invalid and oversized requests get their 4xx from `run`."""
     url = service.base_url + "/api/analytics/events"
