@@ -50,15 +50,8 @@ logger = logging.getLogger(__name__)
 async def run_local(settings: Settings) -> None:
     """API and sink agent in one process, with a local broker unless one is set."""
     async with AsyncExitStack() as stack:
-        bootstrap_servers = settings.kafka_bootstrap_servers
-        if not bootstrap_servers:
-            kafka = LocalKafka(
-                data_dir=settings.data_dir / "kafka",
-                cache_dir=settings.kafka_cache_dir,
-            )
-            await stack.enter_async_context(kafka)
-            bootstrap_servers = kafka.bootstrap_servers
-        await _prepare(stack, settings, bootstrap_servers)
+        bootstrap_servers = await _kafka(stack, settings, reuse_running=False)
+        await _prepare(settings, bootstrap_servers)
         # The API first: the sink's start waits for its consumer group, and
         # accepting events must not wait for that.
         await _start_api(stack, settings, bootstrap_servers)
@@ -70,7 +63,7 @@ async def run_api(settings: Settings) -> None:
     """The API alone, against the configured Kafka and ClickHouse."""
     bootstrap_servers = _required_bootstrap_servers(settings, "api")
     async with AsyncExitStack() as stack:
-        await _prepare(stack, settings, bootstrap_servers)
+        await _prepare(settings, bootstrap_servers)
         await _start_api(stack, settings, bootstrap_servers)
         await _until_stopped()
 
@@ -79,26 +72,18 @@ async def run_worker(settings: Settings) -> None:
     """The sink agent alone, against the configured Kafka and ClickHouse."""
     bootstrap_servers = _required_bootstrap_servers(settings, "worker")
     async with AsyncExitStack() as stack:
-        await _prepare(stack, settings, bootstrap_servers)
+        await _prepare(settings, bootstrap_servers)
         await _start_sink(stack, settings, bootstrap_servers)
         await _until_stopped()
 
 
 async def run_migrations(settings: Settings) -> None:
     """Apply the ClickHouse migrations that are not applied yet."""
-    clickhouse = connect(
-        url=settings.resolved_clickhouse_url, database=settings.clickhouse_database
-    )
-    try:
-        applied = await migrate(clickhouse)
-    finally:
-        await clickhouse.close()
-    print(f"{len(applied)} migration(s) applied")
+    print(f"{await _migrate(settings)} migration(s) applied")
 
 
-async def _prepare(
-    stack: AsyncExitStack, settings: Settings, bootstrap_servers: str
-) -> None:
+async def _prepare(settings: Settings, bootstrap_servers: str) -> None:
+    """Create the topics when missing and apply pending migrations."""
     for topic in (settings.kafka_topic, settings.dead_letter_topic):
         await ensure_topic(
             bootstrap_servers=bootstrap_servers,
@@ -106,8 +91,12 @@ async def _prepare(
             partitions=settings.kafka_topic_partitions,
             replication_factor=settings.kafka_replication_factor,
         )
-    clickhouse = await _open_clickhouse(stack, settings)
-    await migrate(clickhouse)
+    await _migrate(settings)
+
+
+async def _migrate(settings: Settings) -> int:
+    async with AsyncExitStack() as stack:
+        return len(await migrate(await _open_clickhouse(stack, settings)))
 
 
 async def _open_clickhouse(stack: AsyncExitStack, settings: Settings) -> ClickHouse:
@@ -199,7 +188,7 @@ async def run_replay(settings: Settings, arguments: argparse.Namespace) -> None:
     if time_range.since and time_range.until and time_range.since >= time_range.until:
         raise ConfigurationError("--since must be before --until")
     async with AsyncExitStack() as stack:
-        bootstrap_servers = await _tool_kafka(stack, settings)
+        bootstrap_servers = await _kafka(stack, settings, reuse_running=True)
         clickhouse = await _open_clickhouse(stack, settings)
         await migrate(clickhouse)
         report = await rebuild(
@@ -235,7 +224,7 @@ def run_backfill(settings: Settings, arguments: argparse.Namespace) -> int:
 
 async def _backfill(settings: Settings, lines: TextIO, *, total: int | None) -> int:
     async with AsyncExitStack() as stack:
-        bootstrap_servers = await _tool_kafka(stack, settings)
+        bootstrap_servers = await _kafka(stack, settings, reuse_running=True)
         producer = await _start_producer(stack, settings, bootstrap_servers)
         report = await backfill(
             lines,
@@ -251,12 +240,15 @@ async def _backfill(settings: Settings, lines: TextIO, *, total: int | None) -> 
     return 1 if report.bad_lines else 0
 
 
-async def _tool_kafka(stack: AsyncExitStack, settings: Settings) -> str:
-    """The configured Kafka, else the running local one, else a new local one."""
+async def _kafka(
+    stack: AsyncExitStack, settings: Settings, *, reuse_running: bool
+) -> str:
+    """The configured Kafka, else (when allowed) the running local one, else a
+    local broker started here and stopped when ``stack`` closes."""
     if settings.kafka_bootstrap_servers:
         return settings.kafka_bootstrap_servers
     kafka_dir = settings.data_dir / "kafka"
-    running = running_broker(kafka_dir)
+    running = running_broker(kafka_dir) if reuse_running else None
     if running:
         return running
     kafka = LocalKafka(data_dir=kafka_dir, cache_dir=settings.kafka_cache_dir)

@@ -31,6 +31,7 @@ from aiokafka.structs import ConsumerRecord
 
 from gateway_analytics.clickhouse.client import ClickHouse
 from gateway_analytics.clickhouse.events_table import TABLE
+from gateway_analytics.shared.errors import ConfigurationError
 from gateway_analytics.shared.events import EventRecord
 from gateway_analytics.shared.kafka import topic_partitions
 from gateway_analytics.shared.progress import Progress
@@ -98,6 +99,12 @@ async def rebuild(
 ) -> ReplayReport:
     """Rebuild the events table (or one time range of it) from the topic."""
     starts, ends = await _offset_bounds(bootstrap_servers, topic)
+    if not ends:
+        # Swapping in an empty table would wipe the counts over a typo.
+        raise ConfigurationError(
+            f"topic {topic!r} does not exist on {bootstrap_servers}; "
+            "check ANALYTICS_KAFKA_TOPIC"
+        )
     await clickhouse.command(f"DROP TABLE IF EXISTS {REBUILD_TABLE}")
     await clickhouse.command(f"CREATE TABLE {REBUILD_TABLE} AS {TABLE}")
     rows_kept = await _keep_rows_outside(clickhouse, time_range)
@@ -179,6 +186,8 @@ async def _offset_bounds(
             bootstrap_servers=bootstrap_servers, topic=topic
         )
     ]
+    if not partitions:
+        return {}, {}
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers)
     await consumer.start()
     try:

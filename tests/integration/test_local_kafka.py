@@ -4,21 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aiokafka.admin import AIOKafkaAdminClient
-
-from gateway_analytics.shared.kafka import ensure_topic
+from gateway_analytics.shared.kafka import ensure_topic, topic_partitions
 from gateway_analytics.shared.local_kafka import LocalKafka
 from tests.conftest import KAFKA_CACHE_DIR
-
-
-async def _partitions(bootstrap_servers: str, topic: str) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    await admin.start()
-    try:
-        [description] = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    return len(description["partitions"])
 
 
 async def test_topic_is_created_once_and_survives_a_restart(tmp_path: Path) -> None:
@@ -36,9 +24,11 @@ async def test_topic_is_created_once_and_survives_a_restart(tmp_path: Path) -> N
         broker.stop()
 
         await broker.start()
-        partitions = await _partitions(broker.bootstrap_servers, "analytics-events")
+        partitions = await topic_partitions(
+            bootstrap_servers=broker.bootstrap_servers, topic="analytics-events"
+        )
     finally:
         broker.stop()
 
-    assert partitions == 4
+    assert partitions == [0, 1, 2, 3]
     assert (tmp_path / "kafka" / "broker.log").stat().st_size > 0

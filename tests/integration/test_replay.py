@@ -173,3 +173,11 @@ def test_replay_command_rebuilds_from_the_topic(
     )
     assert bad.returncode == 2
     assert "RFC 3339" in bad.stderr
+    missing = subprocess.run(
+        command,
+        env={**env, "ANALYTICS_KAFKA_TOPIC": "no-such-topic"},
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 1
+    assert "does not exist" in missing.stderr
