@@ -31,6 +31,7 @@ class Progress:
         self._on_terminal = self._stream.isatty()
         self._started = time.monotonic()
         self._last_report = 0.0
+        self._reported_done = -1
 
     def advance(self, count: int) -> None:
         """Record ``count`` more records, reporting when it is time to."""
@@ -42,8 +43,9 @@ class Progress:
             self._report(now)
 
     def finish(self) -> None:
-        """Write the final figures and end the line."""
-        self._report(time.monotonic())
+        """Write the final figures, unless already written, and end the line."""
+        if self.done != self._reported_done:
+            self._report(time.monotonic())
         if self._on_terminal:
             self._stream.write("\n")
         self._stream.flush()
@@ -60,6 +62,7 @@ class Progress:
         return text
 
     def _report(self, now: float) -> None:
+        self._reported_done = self.done
         text = self.summary(now)
         if not self._on_terminal:
             self._stream.write(text + "\n")
