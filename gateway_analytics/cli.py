@@ -26,7 +26,9 @@ from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
 from gateway_analytics.clickhouse.client import ClickHouse, connect
 from gateway_analytics.clickhouse.migrations import migrate
+from gateway_analytics.http.access import access_middleware
 from gateway_analytics.http.app import create_app
+from gateway_analytics.http.health import add_ops_routes, readiness_checks
 from gateway_analytics.shared.errors import AnalyticsError, ConfigurationError
 from gateway_analytics.shared.events.schema_files import export_schemas
 from gateway_analytics.shared.kafka import create_producer, ensure_topic, stop_producer
@@ -73,6 +75,17 @@ async def run_worker(settings: Settings) -> None:
     bootstrap_servers = _required_bootstrap_servers(settings, "worker")
     async with AsyncExitStack() as stack:
         await _prepare(settings, bootstrap_servers)
+        clickhouse = await _open_clickhouse(stack, settings)
+        ops = web.Application(middlewares=[access_middleware])
+        add_ops_routes(
+            ops,
+            checks=readiness_checks(
+                clickhouse=clickhouse,
+                bootstrap_servers=bootstrap_servers,
+                topic=settings.kafka_topic,
+            ),
+        )
+        await _serve(stack, ops, settings, settings.worker_http_port)
         await _start_sink(stack, settings, bootstrap_servers)
         await _until_stopped()
 
@@ -135,13 +148,28 @@ async def _start_api(
         settings=settings,
         clickhouse=clickhouse,
         publisher=_publisher(settings, producer),
+        checks=readiness_checks(
+            clickhouse=clickhouse,
+            bootstrap_servers=bootstrap_servers,
+            topic=settings.kafka_topic,
+        ),
     )
+    await _serve(stack, app, settings, settings.http_port)
+    logger.info("API listening on http://%s:%d", settings.http_host, settings.http_port)
+
+
+async def _serve(
+    stack: AsyncExitStack, app: web.Application, settings: Settings, port: int
+) -> None:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    # Cleanup stops accepting, then waits for in-flight requests.
+    # Cleanup stops accepting, then lets in-flight requests finish within
+    # the shutdown timeout.
     stack.push_async_callback(runner.cleanup)
-    await web.TCPSite(runner, settings.http_host, settings.http_port).start()
-    logger.info("API listening on http://%s:%d", settings.http_host, settings.http_port)
+    site = web.TCPSite(
+        runner, settings.http_host, port, shutdown_timeout=settings.shutdown_timeout_s
+    )
+    await site.start()
 
 
 def _publisher(settings: Settings, producer: AIOKafkaProducer) -> KafkaPublisher:

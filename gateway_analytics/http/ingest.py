@@ -22,10 +22,12 @@ from gateway_analytics.http.problems import Handler, RequestError
 from gateway_analytics.shared.errors import PublishError
 from gateway_analytics.shared.events import (
     Event,
+    EventRecord,
     EventType,
     event_list_adapter,
     resolve_records,
 )
+from gateway_analytics.shared.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED
 from gateway_analytics.shared.publisher import EventPublisher
 
 logger = logging.getLogger(__name__)
@@ -81,21 +83,17 @@ def ingest_handler(
 
     async def post_events(request: web.Request) -> web.Response:
         received_at = _now_ms()
-        body = await read_body(request, max_body_bytes=max_body_bytes)
-        events = parse_events(parse_json(body), max_events=max_events)
-        records = resolve_records(events, received_at=received_at)
+        payload: Any = None
         try:
-            await publisher.publish(records)
-        except PublishError as error:
-            logger.warning("Refused %d events with 503: %s", len(records), error)
-            raise RequestError(
-                503,
-                "kafka_unavailable",
-                "Kafka did not confirm the events as durable; send the batch "
-                f"again after {retry_after_s} s, with event_id values so a "
-                "retry can be told from a new event.",
-                headers={"Retry-After": str(retry_after_s)},
-            ) from error
+            body = await read_body(request, max_body_bytes=max_body_bytes)
+            payload = parse_json(body)
+            events = parse_events(payload, max_events=max_events)
+            records = resolve_records(events, received_at=received_at)
+            await _publish(publisher, records, retry_after_s=retry_after_s)
+        except RequestError as error:
+            EVENTS_REJECTED.labels(error.code).inc(_event_count(payload))
+            raise
+        EVENTS_ACCEPTED.inc(len(records))
         return web.json_response(
             {
                 "accepted": len(records),
@@ -105,6 +103,30 @@ def ingest_handler(
         )
 
     return post_events
+
+
+async def _publish(
+    publisher: EventPublisher, records: list[EventRecord], *, retry_after_s: int
+) -> None:
+    try:
+        await publisher.publish(records)
+    except PublishError as error:
+        logger.warning("Refused %d events with 503: %s", len(records), error)
+        raise RequestError(
+            503,
+            "kafka_unavailable",
+            "Kafka did not confirm the events as durable; send the batch "
+            f"again after {retry_after_s} s, with event_id values so a "
+            "retry can be told from a new event.",
+            headers={"Retry-After": str(retry_after_s)},
+        ) from error
+
+
+def _event_count(payload: Any) -> int:
+    """Events in a refused body; one when its events could not be read."""
+    if isinstance(payload, dict) and isinstance(payload.get("events"), list):
+        return max(len(payload["events"]), 1)
+    return 1
 
 
 def _problem(detail: ErrorDetails) -> dict[str, Any]:

@@ -52,6 +52,8 @@ class RequestError(Exception):
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
+        self.status = status
+        self.code = code
         self.response = error_response(
             status, code, message, problems=problems, headers=headers
         )

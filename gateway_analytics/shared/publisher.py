@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -12,6 +13,7 @@ from aiokafka.errors import KafkaError
 
 from gateway_analytics.shared.errors import PublishError
 from gateway_analytics.shared.events import EventRecord, entity_key
+from gateway_analytics.shared.metrics import KAFKA_PRODUCE_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +50,7 @@ class KafkaPublisher:
                 sink does not yet recognise a retried ``event_id``: a retry of
                 such a batch stores those events twice.
         """
+        started = time.perf_counter()
         try:
             async with asyncio.timeout(self._timeout_s):
                 deliveries = [
@@ -59,6 +62,7 @@ class KafkaPublisher:
                     for record in records
                 ]
                 await asyncio.gather(*deliveries)
+            KAFKA_PRODUCE_SECONDS.observe(time.perf_counter() - started)
         except TimeoutError as error:
             raise PublishError(
                 f"Kafka did not acknowledge the events within {self._timeout_s} s"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway_analytics.shared.errors import ConfigurationError
@@ -36,6 +36,28 @@ class Settings(BaseSettings):
     )
     http_port: int = Field(
         default=8080, ge=0, le=65535, description="Port the API listens on."
+    )
+    worker_http_port: int = Field(
+        default=8081,
+        ge=0,
+        le=65535,
+        description="Port of /healthz, /readyz and /metrics when `worker` runs "
+        "alone (the API serves them itself).",
+    )
+    shutdown_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="On SIGTERM, how long in-flight requests may take to finish.",
+    )
+    ingest_api_keys: SecretStr = Field(
+        default=SecretStr(""),
+        description="Comma-separated keys for POST /api/analytics/events. Empty: "
+        "no key needed.",
+    )
+    query_api_keys: SecretStr = Field(
+        default=SecretStr(""),
+        description="Comma-separated keys for the count endpoints. Empty: no key "
+        "needed.",
     )
     kafka_bootstrap_servers: str = Field(
         default="",

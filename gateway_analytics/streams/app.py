@@ -10,6 +10,7 @@ from typing import Any
 import faust
 
 from gateway_analytics.clickhouse.client import ClickHouse
+from gateway_analytics.shared.metrics import CONSUMER_LAG
 from gateway_analytics.shared.settings import Settings
 from gateway_analytics.streams.dead_letters import DeadLetterSink
 from gateway_analytics.streams.sink import EventSink
@@ -60,9 +61,9 @@ def create_sink_app(
         async for events in stream.take_events(
             settings.sink_batch_size, within=settings.sink_flush_interval_s
         ):
-            await _finish_even_if_cancelled(
-                sink.write([event.message for event in events])
-            )
+            messages = [event.message for event in events]
+            await _finish_even_if_cancelled(sink.write(messages))
+            _record_lag(app, messages)
 
     # Faust types receivers loosely (*args); this one takes the assigned set.
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
@@ -84,6 +85,15 @@ def create_sink_app(
             )
 
     return app, sink
+
+
+def _record_lag(app: faust.App, messages: list[Any]) -> None:
+    """Set the lag gauge of each partition in the batch just stored."""
+    last_offsets = {message.tp: message.offset for message in messages}
+    for tp, offset in last_offsets.items():
+        highwater = app.consumer.highwater(tp)
+        if highwater is not None:
+            CONSUMER_LAG.labels(str(tp.partition)).set(max(highwater - offset - 1, 0))
 
 
 async def _finish_even_if_cancelled(work: Any) -> None:

@@ -39,6 +39,12 @@ from gateway_analytics.clickhouse.events_table import (
 )
 from gateway_analytics.shared.errors import StorageError
 from gateway_analytics.shared.events import EventRecord
+from gateway_analytics.shared.metrics import (
+    SINK_BATCH_EVENTS,
+    SINK_EVENTS,
+    SINK_INSERT_SECONDS,
+    SINK_RETRIES,
+)
 from gateway_analytics.streams.dead_letters import DeadLetterSink
 
 logger = logging.getLogger(__name__)
@@ -91,7 +97,7 @@ class EventSink:
         """
         stored = await self._until_done(
             lambda: stored_offsets(self._clickhouse, table=self._table),
-            "reading stored offsets",
+            "read_offsets",
         )
         for partition in partitions:
             if partition in stored:
@@ -112,13 +118,17 @@ class EventSink:
             started = time.perf_counter()
             await self._until_done(
                 lambda: insert_records(self._clickhouse, records, table=self._table),
-                f"inserting {len(records)} events",
+                "insert",
             )
+            elapsed_s = time.perf_counter() - started
             logger.info(
                 "Flushed %d events to ClickHouse in %.0f ms",
                 len(records),
-                (time.perf_counter() - started) * 1000,
+                elapsed_s * 1000,
             )
+            SINK_BATCH_EVENTS.observe(len(records))
+            SINK_INSERT_SECONDS.observe(elapsed_s)
+            SINK_EVENTS.labels("stored").inc(len(records))
             self.inserted += len(records)
         for message in messages:
             self._stored_offsets[message.partition] = max(
@@ -141,8 +151,9 @@ class EventSink:
             )
             await self._until_done(
                 lambda: self._dead_letters.send(message, reason),
-                "publishing a dead letter",
+                "dead_letter",
             )
+            SINK_EVENTS.labels("dead_letter").inc()
             self.dead_letters += 1
             return None
         return ConsumedRecord(record, message.partition, message.offset)
@@ -168,7 +179,7 @@ class EventSink:
                 received_since=earliest - self._dedup_window,
                 table=self._table,
             ),
-            "looking up event ids",
+            "read_event_ids",
         )
         seen: dict[UUID, datetime] = {k: _utc(v) for k, v in stored.items()}
         unique = []
@@ -180,11 +191,14 @@ class EventSink:
             seen[event_id] = received_at
             unique.append(consumed)
         if len(unique) < len(records):
+            SINK_EVENTS.labels("duplicate").inc(len(records) - len(unique))
             self.duplicates += len(records) - len(unique)
             logger.info("Dropped %d retried events", len(records) - len(unique))
         return unique
 
-    async def _until_done(self, action: Callable[[], Awaitable[Any]], what: str) -> Any:
+    async def _until_done(
+        self, action: Callable[[], Awaitable[Any]], operation: str
+    ) -> Any:
         """Run ``action`` until it succeeds; the partition waits meanwhile.
 
         Consumption stops while this waits, so nothing is skipped; the wait
@@ -195,8 +209,9 @@ class EventSink:
             try:
                 return await action()
             except (StorageError, KafkaError) as error:
+                SINK_RETRIES.labels(operation).inc()
                 logger.warning(
-                    "Failed %s, retrying in %.1f s: %s", what, backoff_s, error
+                    "Failed %s, retrying in %.1f s: %s", operation, backoff_s, error
                 )
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, self._max_retry_backoff_s)
