@@ -12,7 +12,7 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 # Deep pages cost ClickHouse a scan of every row before them; past this the
 # client should narrow its question instead of paging further.
-MAX_PAGE = 100_000
+MAX_PAGE = 10_000
 
 _Row = TypeVar("_Row")
 
