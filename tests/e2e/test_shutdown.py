@@ -102,7 +102,7 @@ async def test_sigterm_mid_load_loses_nothing_acknowledged(
     assert exit_status == 0
     assert stopped_in_s < SHUTDOWN_BOUND_S
     assert len(acknowledged) > 10
-    short = {pod: totals.get(pod) for pod in acknowledged}
+    stored = {pod: totals.get(pod) for pod in acknowledged}
     assert all(total == EVENTS_PER_REQUEST for total in stored.values()), stored
     assert all(totals.get(pod, 0) in (0, EVENTS_PER_REQUEST) for pod in outcomes)
     assert set(totals) <= set(outcomes)

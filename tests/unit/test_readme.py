@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import SecretStr
+
 from gateway_analytics.shared.settings import ENV_PREFIX, Settings
 from tests.conftest import REPO_ROOT
 
@@ -11,7 +13,10 @@ START, END = "<!-- settings:start -->", "<!-- settings:end -->"
 def _rendered_table() -> str:
     lines = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
     for name, field in Settings.model_fields.items():
-        shown = "(empty)" if field.default == "" else f"`{field.default}`"
+        default = field.default
+        if isinstance(default, SecretStr):
+            default = default.get_secret_value()
+        shown = "(empty)" if default == "" else f"`{default}`"
         lines.append(
             f"| `{ENV_PREFIX}{name.upper()}` | {shown} | {field.description} |"
         )

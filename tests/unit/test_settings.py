@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from gateway_analytics.shared.errors import ConfigurationError
 from gateway_analytics.shared.settings import ENV_PREFIX, Settings, load_settings
@@ -27,6 +27,10 @@ def test_defaults() -> None:
         "kafka_cache_dir": Path(".cache"),
         "http_host": "127.0.0.1",
         "http_port": 8080,
+        "worker_http_port": 8081,
+        "shutdown_timeout_s": 30.0,
+        "ingest_api_keys": SecretStr(""),
+        "query_api_keys": SecretStr(""),
         "kafka_bootstrap_servers": "",
         "kafka_topic": "analytics-events",
         "kafka_topic_partitions": 6,
