@@ -6,7 +6,7 @@ VENV := .venv
 INSTALLED := $(VENV)/.installed
 CLI := $(VENV)/bin/gateway-analytics
 
-.PHONY: run test lint schemas clean
+.PHONY: run test lint schemas soak clean
 
 run: $(INSTALLED)
 	@$(CLI) fetch-kafka >/dev/null
@@ -20,6 +20,11 @@ lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+# Ten minutes at a steady rate; reports errors and memory. Not part of `make test`.
+soak: $(INSTALLED)
+	@$(CLI) fetch-kafka >/dev/null
+	$(VENV)/bin/python -m bench.soak
 
 schemas: $(INSTALLED)
 	$(CLI) export-schemas
