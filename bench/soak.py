@@ -28,7 +28,7 @@ from typing import Any
 import aiohttp
 
 from gateway_analytics.shared.local_kafka import free_port
-from tests.e2e.running import RunProcess
+from tests.e2e.running import RunProcess, count_rows
 
 RESULTS_DIR = Path(__file__).with_name("results")
 EVENTS_PER_REQUEST = 100
@@ -43,18 +43,9 @@ def rss_mb(pid: int) -> float:
 
 
 async def stored_total(http: aiohttp.ClientSession, base_url: str) -> int:
-    """All events counted by the pods endpoint, over every page."""
-    total, page = 0, 1
-    while True:
-        async with http.get(
-            base_url + "/api/analytics/pods",
-            params={"window": "week", "page": page, "page_size": 200},
-        ) as response:
-            body: dict[str, Any] = await response.json()
-        total += sum(row["total"] for row in body["data"])
-        if not body["has_more"]:
-            return total
-        page += 1
+    """All events counted by the pods endpoint."""
+    rows = await count_rows(http, base_url, window="week")
+    return sum(row["total"] for row in rows)
 
 
 async def soak(*, minutes: float, rate: int, report_s: float) -> dict[str, Any]:

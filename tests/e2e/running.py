@@ -9,6 +9,9 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
+
+import aiohttp
 
 from tests.conftest import KAFKA_CACHE_DIR
 
@@ -77,3 +80,21 @@ class RunProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             raise
+
+
+async def count_rows(
+    http: aiohttp.ClientSession, base_url: str, *, window: str
+) -> list[dict[str, Any]]:
+    """Every row of the pods endpoint for ``window``, across all its pages."""
+    rows: list[dict[str, Any]] = []
+    page = 1
+    while True:
+        async with http.get(
+            base_url + "/api/analytics/pods",
+            params={"window": window, "page": page, "page_size": 200},
+        ) as response:
+            body: dict[str, Any] = await response.json()
+        rows += body["data"]
+        if not body["has_more"]:
+            return rows
+        page += 1

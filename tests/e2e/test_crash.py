@@ -25,7 +25,7 @@ import aiohttp
 import pytest
 
 from gateway_analytics.shared.local_kafka import free_port
-from tests.e2e.running import RunProcess
+from tests.e2e.running import RunProcess, count_rows
 
 pytestmark = pytest.mark.e2e
 
@@ -98,18 +98,9 @@ async def _counted(
     http: aiohttp.ClientSession, base_url: str
 ) -> Counter[tuple[str, str]]:
     counts: Counter[tuple[str, str]] = Counter()
-    page = 1
-    while True:
-        async with http.get(
-            base_url + "/api/analytics/pods",
-            params={"window": "day", "page": page, "page_size": 200},
-        ) as response:
-            body = await response.json()
-        for row in body["data"]:
-            counts[(row["pod_id"], row["bucket_start"])] += row["total"]
-        if not body["has_more"]:
-            return counts
-        page += 1
+    for row in await count_rows(http, base_url, window="day"):
+        counts[(row["pod_id"], row["bucket_start"])] += row["total"]
+    return counts
 
 
 async def test_kills_during_ingest_lose_and_duplicate_nothing(

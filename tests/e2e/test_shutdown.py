@@ -11,13 +11,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import Any
 
 import aiohttp
 import pytest
 
 from gateway_analytics.shared.local_kafka import free_port
-from tests.e2e.running import RunProcess
+from tests.e2e.running import RunProcess, count_rows
 
 pytestmark = pytest.mark.e2e
 
@@ -47,18 +46,9 @@ async def _load(
 
 async def _pod_totals(http: aiohttp.ClientSession, base_url: str) -> dict[str, int]:
     totals: dict[str, int] = {}
-    page = 1
-    while True:
-        async with http.get(
-            base_url + "/api/analytics/pods",
-            params={"window": "week", "page": page, "page_size": 200},
-        ) as response:
-            body: dict[str, Any] = await response.json()
-        for row in body["data"]:
-            totals[row["pod_id"]] = totals.get(row["pod_id"], 0) + row["total"]
-        if not body["has_more"]:
-            return totals
-        page += 1
+    for row in await count_rows(http, base_url, window="week"):
+        totals[row["pod_id"]] = totals.get(row["pod_id"], 0) + row["total"]
+    return totals
 
 
 async def test_sigterm_mid_load_loses_nothing_acknowledged(
