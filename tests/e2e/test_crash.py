@@ -89,8 +89,11 @@ async def _post_until_accepted(
 async def _until_sink_is_storing(http: aiohttp.ClientSession, base_url: str) -> None:
     """Return once the stored count grows, that is while the sink inserts."""
     first = sum((await _counted(http, base_url)).values())
+    deadline = time.monotonic() + 90
     # Polls another process over HTTP: there is no event to wait on.
-    while sum((await _counted(http, base_url)).values()) == first:  # noqa: ASYNC110
+    while sum((await _counted(http, base_url)).values()) == first:
+        if time.monotonic() > deadline:
+            pytest.fail("the sink stored nothing new for 90 s")
         await asyncio.sleep(0.05)
 
 

@@ -240,7 +240,7 @@ async def test_clickhouse_outage_stops_the_sink_until_it_is_back(
         await clickhouse.command("DETACH TABLE analytics_events")
         second = _records(400)
         await pipeline.produce_records(second)
-        await asyncio.sleep(3.0)  # several failed attempts
+        await asyncio.sleep(4.0)  # several failed attempts
         failures = [r for r in caplog.records if r.msg.startswith("Failed")]
         await clickhouse.command("ATTACH TABLE analytics_events")
         stored = await _stored(clickhouse, len(first) + len(second))
