@@ -72,12 +72,11 @@ def create_sink_app(
     ) -> None:
         # ClickHouse, not the committed offset, says what is stored: a crash
         # between an insert and its commit must not insert the batch again.
-        ours = sorted(
-            tp.partition for tp in assigned if tp.topic == topic.get_topic_name()
-        )
-        for partition, offset in (await sink.resume_offsets(ours)).items():
-            tp = next(tp for tp in assigned if tp.partition == partition)
-            await sender.consumer.seek(tp, offset)
+        ours = {
+            tp.partition: tp for tp in assigned if tp.topic == topic.get_topic_name()
+        }
+        for partition, offset in (await sink.resume_offsets(sorted(ours))).items():
+            await sender.consumer.seek(ours[partition], offset)
             logger.info(
                 "Partition %d resumes at offset %d, after its stored rows",
                 partition,
@@ -90,7 +89,12 @@ def create_sink_app(
 def _record_lag(app: faust.App, messages: list[Any]) -> None:
     """Set the lag gauge of each partition in the batch just stored."""
     last_offsets = {message.tp: message.offset for message in messages}
+    # A rebalance during the insert may have taken a partition away; the
+    # consumer knows no highwater for it any more.
+    assigned = app.consumer.assignment()
     for tp, offset in last_offsets.items():
+        if tp not in assigned:
+            continue
         highwater = app.consumer.highwater(tp)
         if highwater is not None:
             CONSUMER_LAG.labels(str(tp.partition)).set(max(highwater - offset - 1, 0))
