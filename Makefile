@@ -6,7 +6,7 @@ VENV := .venv
 INSTALLED := $(VENV)/.installed
 CLI := $(VENV)/bin/gateway-analytics
 
-.PHONY: run test lint schemas soak clean
+.PHONY: run test lint schemas bench soak clean
 
 run: $(INSTALLED)
 	@$(CLI) fetch-kafka >/dev/null
@@ -20,6 +20,14 @@ lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+# Every stage beside its limit; writes bench/results/. Not part of `make test`.
+bench: $(INSTALLED)
+	@$(CLI) fetch-kafka >/dev/null
+	@$(VENV)/bin/python -c "import matplotlib" 2>/dev/null || { \
+		echo "Installing matplotlib for the benchmark chart..."; \
+		$(VENV)/bin/pip install --quiet --disable-pip-version-check --editable '.[dev,bench]'; }
+	$(VENV)/bin/python -m bench.harness
 
 # Ten minutes at a steady rate; reports errors and memory. Not part of `make test`.
 soak: $(INSTALLED)

@@ -1,0 +1,337 @@
+"""The benchmark: each stage's speed beside the limit of the same stage.
+
+    python -m bench.harness            # make bench
+    python -m bench.harness --quick    # a small smoke run
+
+One local broker serves every stage; each stage starts the real process
+(``api``, ``worker`` or ``run``) over the embedded ClickHouse in a scratch
+folder, drives it from a separate load process, and measures the limit of
+the same stage with plain clients in the same run. Every figure is the
+median of ``--runs`` runs. Results go to bench/results/latest.json, a dated
+copy, and latest.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from gateway_analytics.shared.kafka import ensure_topic
+from gateway_analytics.shared.local_kafka import KAFKA_VERSION, LocalKafka, free_port
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPO / "bench" / "results"
+PACKAGES = (
+    "aiohttp",
+    "aiokafka",
+    "faust-streaming",
+    "clickhouse-connect",
+    "chdb",
+    "pydantic",
+)
+
+
+def _load(mode: str, *arguments: str) -> dict[str, Any]:
+    """Run one mode of bench.load as its own process; its JSON figures."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.load", mode, *arguments],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.load {mode} failed:\n{done.stderr[-3000:]}")
+    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        body: bytes = response.read()
+        return body
+
+
+@contextmanager
+def _service(
+    command: str, env: dict[str, str], probe: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``gateway-analytics COMMAND`` running until the block ends."""
+    log = open(Path(env["ANALYTICS_DATA_DIR"]) / f"{command}.log", "wb")  # noqa: SIM115
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway_analytics", command],
+        env={**os.environ, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{command} did not start; see {log.name}")
+            try:
+                _get(probe)
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=120)
+        log.close()
+
+
+def _env(scratch: Path, name: str, kafka: LocalKafka, port: int) -> dict[str, str]:
+    data_dir = scratch / name
+    data_dir.mkdir()
+    return {
+        "ANALYTICS_DATA_DIR": str(data_dir),
+        "ANALYTICS_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "ANALYTICS_KAFKA_TOPIC": name,
+        "ANALYTICS_DEAD_LETTER_TOPIC": f"{name}-dlq",
+        "ANALYTICS_CONSUMER_GROUP": name,
+        "ANALYTICS_CLICKHOUSE_URL": f"chdb://{data_dir / 'clickhouse'}",
+        "ANALYTICS_HTTP_PORT": str(port),
+        "ANALYTICS_WORKER_HTTP_PORT": str(port),
+        "ANALYTICS_LOG_LEVEL": "WARNING",
+    }
+
+
+def ingest_stage(
+    scratch: Path, kafka: LocalKafka, run: int, events: int
+) -> dict[str, float]:
+    port = free_port()
+    env = _env(scratch, f"ingest-{run}", kafka, port)
+    base = f"http://127.0.0.1:{port}"
+    with _service("api", env, base + "/healthz") as api:
+        measured = _load(
+            "ingest", "--url", base + "/api/analytics/events", "--events", str(events)
+        )
+        peak_mb = _peak_rss_mb(api.pid)
+    limit_topic = f"ingest-limit-{run}"
+    asyncio.run(_topic(kafka, limit_topic))
+    limit = _load(
+        "produce",
+        "--bootstrap-servers",
+        kafka.bootstrap_servers,
+        "--topic",
+        limit_topic,
+        "--events",
+        str(events),
+    )
+    return {
+        "ingest_events_per_s": measured["events_per_s"],
+        "ingest_p50_ms": measured["p50_ms"],
+        "ingest_p99_ms": measured["p99_ms"],
+        "ingest_limit_events_per_s": limit["events_per_s"],
+        "api_peak_rss_mb": peak_mb,
+    }
+
+
+def sink_stage(
+    scratch: Path, kafka: LocalKafka, run: int, events: int
+) -> dict[str, float]:
+    port = free_port()
+    name = f"sink-{run}"
+    env = _env(scratch, name, kafka, port)
+    asyncio.run(_topic(kafka, name))
+    _load(
+        "fill",
+        "--bootstrap-servers",
+        kafka.bootstrap_servers,
+        "--topic",
+        name,
+        "--events",
+        str(events),
+    )
+    metrics_url = f"http://127.0.0.1:{port}/metrics"
+    started = time.perf_counter()
+    with _service("worker", env, f"http://127.0.0.1:{port}/healthz") as worker:
+        while _stored(metrics_url) < events:
+            time.sleep(0.2)
+        elapsed_s = time.perf_counter() - started
+        peak_mb = _peak_rss_mb(worker.pid)
+    limit = _load(
+        "sink-limit",
+        "--bootstrap-servers",
+        kafka.bootstrap_servers,
+        "--topic",
+        name,
+        "--events",
+        str(events),
+        "--clickhouse-url",
+        f"chdb://{scratch / name / 'limit'}",
+    )
+    return {
+        "sink_events_per_s": events / elapsed_s,
+        "sink_limit_events_per_s": limit["events_per_s"],
+        "agent_peak_rss_mb": peak_mb,
+    }
+
+
+def e2e_stage(
+    scratch: Path, kafka: LocalKafka, run: int, rate: int, seconds: float
+) -> dict[str, float]:
+    port = free_port()
+    env = _env(scratch, f"e2e-{run}", kafka, port)
+    env["ANALYTICS_SINK_FLUSH_INTERVAL_S"] = "0.2"
+    base = f"http://127.0.0.1:{port}"
+    with _service("run", env, base + "/readyz"):
+        time.sleep(3)  # the sink joins its consumer group
+        measured = _load(
+            "steady", "--url", base, "--rate", str(rate), "--seconds", str(seconds)
+        )
+    return {
+        "e2e_rate_events_per_s": measured["rate_events_per_s"],
+        "e2e_p50_s": measured["p50_s"],
+        "e2e_p99_s": measured["p99_s"],
+    }
+
+
+def _stored(metrics_url: str) -> float:
+    try:
+        page = _get(metrics_url).decode()
+    except OSError:
+        return 0.0
+    found = re.search(r'analytics_sink_events_total\{outcome="stored"\} (\S+)', page)
+    return float(found.group(1)) if found else 0.0
+
+
+async def _topic(kafka: LocalKafka, name: str) -> None:
+    await ensure_topic(
+        bootstrap_servers=kafka.bootstrap_servers,
+        topic=name,
+        partitions=6,
+        replication_factor=1,
+    )
+
+
+def _machine() -> dict[str, Any]:
+    memory_kb = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal:")
+    )
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "kafka": KAFKA_VERSION,
+        "packages": {name: metadata.version(name) for name in PACKAGES},
+    }
+
+
+def _chart(figures: dict[str, float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (throughput, latency) = plt.subplots(1, 2, figsize=(11, 4))
+    names = ["ingest", "sink"]
+    measured = [figures["ingest_events_per_s"], figures["sink_events_per_s"]]
+    limits = [figures["ingest_limit_events_per_s"], figures["sink_limit_events_per_s"]]
+    positions = range(len(names))
+    throughput.bar([p - 0.2 for p in positions], measured, width=0.4, label="pipeline")
+    throughput.bar([p + 0.2 for p in positions], limits, width=0.4, label="limit")
+    throughput.set_xticks(list(positions), names)
+    throughput.set_ylabel("events/s")
+    throughput.set_title("Throughput beside its limit")
+    throughput.legend()
+    labels = ["ingest p50", "ingest p99", "e2e p50", "e2e p99"]
+    values_ms = [
+        figures["ingest_p50_ms"],
+        figures["ingest_p99_ms"],
+        figures["e2e_p50_s"] * 1000,
+        figures["e2e_p99_s"] * 1000,
+    ]
+    latency.bar(labels, values_ms)
+    latency.set_ylabel("ms")
+    latency.set_title("Latency")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main() -> int:
+    """Run every stage ``--runs`` times and report the medians."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--ingest-events", type=int, default=100_000)
+    parser.add_argument("--sink-events", type=int, default=1_000_000)
+    parser.add_argument("--e2e-rate", type=int, default=5_000)
+    parser.add_argument("--e2e-seconds", type=float, default=60.0)
+    parser.add_argument("--quick", action="store_true", help="small numbers, one run")
+    a = parser.parse_args()
+    if a.quick:
+        a.runs, a.ingest_events, a.sink_events, a.e2e_seconds = 1, 10_000, 50_000, 10.0
+
+    started = time.monotonic()
+    runs: list[dict[str, float]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-") as folder:
+        scratch = Path(folder)
+        kafka = LocalKafka(data_dir=scratch / "kafka", cache_dir=REPO / ".cache")
+        asyncio.run(kafka.start())
+        try:
+            for run in range(a.runs):
+                figures = ingest_stage(scratch, kafka, run, a.ingest_events)
+                figures |= sink_stage(scratch, kafka, run, a.sink_events)
+                figures |= e2e_stage(scratch, kafka, run, a.e2e_rate, a.e2e_seconds)
+                print(json.dumps({"run": run + 1, **figures}), flush=True)
+                runs.append(figures)
+        finally:
+            kafka.stop()
+
+    medians = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+    medians["ingest_ratio"] = (
+        medians["ingest_events_per_s"] / medians["ingest_limit_events_per_s"]
+    )
+    medians["sink_ratio"] = (
+        medians["sink_events_per_s"] / medians["sink_limit_events_per_s"]
+    )
+    result = {
+        "finished_at": datetime.now(UTC).isoformat(),
+        "duration_s": round(time.monotonic() - started),
+        "machine": _machine(),
+        "settings": {k: v for k, v in vars(a).items()},
+        "figures": {k: round(v, 3) for k, v in medians.items()},
+        "runs": runs,
+    }
+    RESULTS_DIR.mkdir(exist_ok=True)
+    text = json.dumps(result, indent=2) + "\n"
+    if not a.quick:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        (RESULTS_DIR / "latest.json").write_text(text)
+        (RESULTS_DIR / f"{stamp}.json").write_text(text)
+        _chart(medians, RESULTS_DIR / "latest.png")
+    print("| figure | value |\n| --- | --- |")
+    for key, value in result["figures"].items():
+        print(f"| `{key}` | {value:,.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

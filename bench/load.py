@@ -1,0 +1,280 @@
+"""Load generators of the benchmark, each run as a process of its own.
+
+``ingest``: posts 100-event batches over keep-alive connections at full
+concurrency and reports events/s and request latency.
+``produce``: the ingest limit, a plain producer (the API's settings) sending
+the same records as fast as it can.
+``fill``: writes N events straight to a topic, for the sink stage.
+``sink-limit``: a plain consumer (getmany) plus inserts of the same batch
+size into a scratch table: the sink's limit.
+``steady``: posts at a fixed rate and measures, for sampled requests, the
+time from the 202 until the GET endpoint counts them.
+
+Every mode prints one JSON object on its last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import clickhouse_connect
+from aiokafka import AIOKafkaConsumer
+
+from gateway_analytics.clickhouse.events_table import COLUMNS
+from gateway_analytics.shared.events import PodEntered, entity_key, resolve_records
+from gateway_analytics.shared.kafka import create_producer
+
+BATCH = 100
+LOAD_DAY = "2024-05-20T12:00:00Z"
+SAMPLE_DAY = "2024-05-19T12:00:00Z"
+
+
+def _batch(pods: list[str], start: int, occurred_at: str) -> list[dict[str, str]]:
+    return [
+        {
+            "type": "pod_entered",
+            "pod_id": pods[(start + n) % len(pods)],
+            "occurred_at": occurred_at,
+        }
+        for n in range(BATCH)
+    ]
+
+
+async def ingest(url: str, events: int, concurrency: int) -> dict[str, Any]:
+    """Post ``events`` in batches from ``concurrency`` workers; time it."""
+    pods = [str(uuid.uuid4()) for _ in range(64)]
+    latencies_ms: list[float] = []
+    requests = events // BATCH
+    next_request = 0
+    connector = aiohttp.TCPConnector(limit=concurrency)
+
+    async with aiohttp.ClientSession(connector=connector) as http:
+
+        async def worker() -> None:
+            nonlocal next_request
+            while next_request < requests:
+                number, next_request = next_request, next_request + 1
+                body = {"events": _batch(pods, number, LOAD_DAY)}
+                started = time.perf_counter()
+                async with http.post(url, json=body) as response:
+                    await response.read()
+                    assert response.status == 202, response.status
+                latencies_ms.append((time.perf_counter() - started) * 1000)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed_s = time.perf_counter() - started
+    latencies_ms.sort()
+    return {
+        "events_per_s": requests * BATCH / elapsed_s,
+        "p50_ms": statistics.median(latencies_ms),
+        "p99_ms": latencies_ms[int(len(latencies_ms) * 0.99) - 1],
+    }
+
+
+def _records(count: int) -> list[tuple[bytes, bytes]]:
+    pods = [uuid.uuid4() for _ in range(64)]
+    events = [PodEntered(type="pod_entered", pod_id=pods[n % 64]) for n in range(count)]
+    records = resolve_records(events, received_at=datetime.now(UTC))
+    return [(r.model_dump_json().encode(), entity_key(r)) for r in records]
+
+
+async def produce(bootstrap_servers: str, topic: str, events: int) -> dict[str, Any]:
+    """Send ``events`` records with the API's producer settings, all in flight."""
+    records = _records(events)
+    producer = create_producer(bootstrap_servers=bootstrap_servers)
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        deliveries = [
+            await producer.send(topic, value=value, key=key) for value, key in records
+        ]
+        await asyncio.gather(*deliveries)
+        elapsed_s = time.perf_counter() - started
+    finally:
+        await producer.stop()
+    return {"events_per_s": events / elapsed_s}
+
+
+async def sink_limit(
+    bootstrap_servers: str, topic: str, events: int, batch: int, clickhouse_url: str
+) -> dict[str, Any]:
+    """Consume ``events`` records and insert them in batches into a scratch table."""
+    client = clickhouse_connect.get_client(dsn=clickhouse_url)
+    client.command("DROP TABLE IF EXISTS sink_limit")
+    client.command(
+        "CREATE TABLE sink_limit (event_id UUID, type LowCardinality(String), "
+        "pod_id Nullable(UUID), occurred_at DateTime64(3, 'UTC'), "
+        "kafka_partition UInt32, kafka_offset UInt64) ENGINE = MergeTree "
+        "ORDER BY (occurred_at, event_id)"
+    )
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_poll_records=batch,
+    )
+    await consumer.start()
+    stored = 0
+    started = time.perf_counter()
+    try:
+        while stored < events:
+            fetched = await consumer.getmany(timeout_ms=1000, max_records=batch)
+            rows = []
+            for messages in fetched.values():
+                for message in messages:
+                    event = json.loads(message.value)["event"]
+                    rows.append(
+                        (
+                            uuid.UUID(event["event_id"]),
+                            event["type"],
+                            uuid.UUID(event["pod_id"]),
+                            datetime.fromisoformat(event["occurred_at"]),
+                            message.partition,
+                            message.offset,
+                        )
+                    )
+            if rows:
+                await asyncio.to_thread(
+                    client.insert,
+                    "sink_limit",
+                    rows,
+                    column_names=[
+                        c
+                        for c in COLUMNS
+                        if c
+                        in (
+                            "event_id",
+                            "type",
+                            "pod_id",
+                            "occurred_at",
+                            "kafka_partition",
+                            "kafka_offset",
+                        )
+                    ],
+                )
+                stored += len(rows)
+        elapsed_s = time.perf_counter() - started
+    finally:
+        await consumer.stop()
+    return {"events_per_s": stored / elapsed_s}
+
+
+async def fill(bootstrap_servers: str, topic: str, events: int) -> dict[str, Any]:
+    """Write ``events`` records to ``topic`` in chunks, for the sink stage."""
+    chunk = 100_000
+    for start in range(0, events, chunk):
+        await produce(bootstrap_servers, topic, min(chunk, events - start))
+    return {"events": events}
+
+
+async def steady(
+    base_url: str, rate: int, seconds: float, sample_every_s: float
+) -> dict[str, Any]:
+    """Post at ``rate`` events/s; time sampled events from 202 to counted."""
+    pods = [str(uuid.uuid4()) for _ in range(20)]
+    url = base_url + "/api/analytics/events"
+    interval_s = BATCH / rate
+    delays_s: list[float] = []
+    uncounted = 0
+    samplers: list[asyncio.Task[None]] = []
+    async with aiohttp.ClientSession() as http:
+
+        async def sample() -> None:
+            pod = str(uuid.uuid4())
+            body = {
+                "events": [
+                    {"type": "pod_entered", "pod_id": pod, "occurred_at": SAMPLE_DAY}
+                ]
+            }
+            async with http.post(url, json=body) as response:
+                assert response.status == 202
+            acknowledged = time.perf_counter()
+            while time.perf_counter() - acknowledged < 30:
+                async with http.get(
+                    base_url + "/api/analytics/pods",
+                    params={"window": "day", "page_size": 200},
+                ) as response:
+                    rows = (await response.json())["data"]
+                if any(row["pod_id"] == pod for row in rows):
+                    delays_s.append(time.perf_counter() - acknowledged)
+                    return
+                await asyncio.sleep(0.02)
+            # Not counted within the wait: kept at the cap, so that a
+            # backlog shows in the percentiles instead of dropping out.
+            nonlocal uncounted
+            uncounted += 1
+            delays_s.append(time.perf_counter() - acknowledged)
+
+        async def post(number: int) -> None:
+            async with http.post(
+                url, json={"events": _batch(pods, number, LOAD_DAY)}
+            ) as response:
+                assert response.status == 202
+
+        started = time.perf_counter()
+        next_sample = started
+        number = 0
+        pending: set[asyncio.Task[None]] = set()
+        while time.perf_counter() - started < seconds:
+            task = asyncio.create_task(post(number))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            number += 1
+            if time.perf_counter() >= next_sample:
+                samplers.append(asyncio.create_task(sample()))
+                next_sample += sample_every_s
+            await asyncio.sleep(
+                max(0.0, started + number * interval_s - time.perf_counter())
+            )
+        achieved = number * BATCH / (time.perf_counter() - started)
+        await asyncio.gather(*pending, *samplers)
+    delays_s.sort()
+    return {
+        "rate_events_per_s": achieved,
+        "samples": len(delays_s),
+        "samples_uncounted_after_30_s": uncounted,
+        "p50_s": statistics.median(delays_s),
+        "p99_s": delays_s[max(int(len(delays_s) * 0.99) - 1, 0)],
+    }
+
+
+def main() -> None:
+    """Run one mode and print its figures as JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "mode", choices=["ingest", "produce", "fill", "sink-limit", "steady"]
+    )
+    parser.add_argument("--url", default="")
+    parser.add_argument("--bootstrap-servers", default="")
+    parser.add_argument("--topic", default="")
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=10_000)
+    parser.add_argument("--clickhouse-url", default="")
+    parser.add_argument("--rate", type=int, default=5000)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    a = parser.parse_args()
+    work = {
+        "ingest": lambda: ingest(a.url, a.events, a.concurrency),
+        "produce": lambda: produce(a.bootstrap_servers, a.topic, a.events),
+        "fill": lambda: fill(a.bootstrap_servers, a.topic, a.events),
+        "sink-limit": lambda: sink_limit(
+            a.bootstrap_servers, a.topic, a.events, a.batch, a.clickhouse_url
+        ),
+        "steady": lambda: steady(a.url, a.rate, a.seconds, 1.0),
+    }[a.mode]
+    print(json.dumps(asyncio.run(work())))
+
+
+if __name__ == "__main__":
+    main()
