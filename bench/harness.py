@@ -171,7 +171,10 @@ def sink_stage(
     metrics_url = f"http://127.0.0.1:{port}/metrics"
     started = time.perf_counter()
     with _service("worker", env, f"http://127.0.0.1:{port}/healthz") as worker:
+        deadline = time.monotonic() + 1800
         while _stored(metrics_url) < events:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the worker did not store every event in 30 min")
             time.sleep(0.2)
         elapsed_s = time.perf_counter() - started
         peak_mb = _peak_rss_mb(worker.pid)

@@ -28,11 +28,19 @@ import aiohttp
 import clickhouse_connect
 from aiokafka import AIOKafkaConsumer
 
-from gateway_analytics.clickhouse.events_table import COLUMNS
 from gateway_analytics.shared.events import PodEntered, entity_key, resolve_records
 from gateway_analytics.shared.kafka import create_producer
 
 BATCH = 100
+# The scratch table of the sink's limit: the columns a pod event fills.
+LIMIT_COLUMNS = (
+    "event_id",
+    "type",
+    "pod_id",
+    "occurred_at",
+    "kafka_partition",
+    "kafka_offset",
+)
 LOAD_DAY = "2024-05-20T12:00:00Z"
 SAMPLE_DAY = "2024-05-19T12:00:00Z"
 
@@ -148,19 +156,7 @@ async def sink_limit(
                     client.insert,
                     "sink_limit",
                     rows,
-                    column_names=[
-                        c
-                        for c in COLUMNS
-                        if c
-                        in (
-                            "event_id",
-                            "type",
-                            "pod_id",
-                            "occurred_at",
-                            "kafka_partition",
-                            "kafka_offset",
-                        )
-                    ],
+                    column_names=LIMIT_COLUMNS,
                 )
                 stored += len(rows)
         elapsed_s = time.perf_counter() - started
