@@ -67,14 +67,18 @@ def split_statements(sql: str) -> tuple[str, ...]:
 
 
 async def applied_versions(clickhouse: ClickHouse) -> set[int]:
-    """Versions already recorded in this database."""
-    await clickhouse.command(_LEDGER_DDL)
+    """Versions already recorded in this database.
+
+    Raises:
+        StorageError: the ledger does not exist, i.e. nothing was migrated.
+    """
     rows = await clickhouse.query("SELECT DISTINCT version FROM schema_migrations")
     return {int(row[0]) for row in rows}
 
 
 async def migrate(clickhouse: ClickHouse) -> list[Migration]:
     """Apply the migrations not yet recorded, in order; return those applied."""
+    await clickhouse.command(_LEDGER_DDL)
     done = await applied_versions(clickhouse)
     applied = []
     for migration in load_migrations():
