@@ -26,6 +26,7 @@ from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
 from gateway_analytics.clickhouse.client import ClickHouse, connect
 from gateway_analytics.clickhouse.migrations import migrate
+from gateway_analytics.clickhouse.rollups import catch_up_rollups
 from gateway_analytics.http.access import access_middleware
 from gateway_analytics.http.app import create_app
 from gateway_analytics.http.health import add_ops_routes, readiness_checks
@@ -109,7 +110,12 @@ async def _prepare(settings: Settings, bootstrap_servers: str) -> None:
 
 async def _migrate(settings: Settings) -> int:
     async with AsyncExitStack() as stack:
-        return len(await migrate(await _open_clickhouse(stack, settings)))
+        clickhouse = await _open_clickhouse(stack, settings)
+        applied = await migrate(clickhouse)
+        if applied:
+            # A new rollup starts empty; count what is already stored.
+            await catch_up_rollups(clickhouse)
+        return len(applied)
 
 
 async def _open_clickhouse(stack: AsyncExitStack, settings: Settings) -> ClickHouse:

@@ -9,6 +9,9 @@ step; queries see the old table or the new one, never a partial one.
 A rebuild limited to a time range of ``occurred_at`` first copies the rows
 outside the range from the live table, then replays only the range.
 
+The count rollups are then recounted from the new table into fresh tables,
+swapped in the same way.
+
 Beside a live sink (against a ClickHouse server), rows the sink stored in the
 old table that the new one lacks are copied over right after the exchange:
 those at or past the starting end offsets, and, for a range, those outside
@@ -31,6 +34,7 @@ from aiokafka.structs import ConsumerRecord
 
 from gateway_analytics.clickhouse.client import ClickHouse
 from gateway_analytics.clickhouse.events_table import TABLE
+from gateway_analytics.clickhouse.rollups import catch_up_rollups, rebuild_rollups
 from gateway_analytics.shared.errors import ConfigurationError
 from gateway_analytics.shared.events import EventRecord
 from gateway_analytics.shared.kafka import topic_partitions
@@ -128,6 +132,10 @@ async def rebuild(
         await asyncio.sleep(catch_up_delay_s)
         caught_up += await _catch_up(clickhouse, ends, time_range)
     await clickhouse.command(f"DROP TABLE {REBUILD_TABLE}")
+    await rebuild_rollups(clickhouse)
+    # A live sink's inserts while the rollups were recounted fed the tables
+    # just swapped out; count them into the new ones.
+    await catch_up_rollups(clickhouse)
     return ReplayReport(
         records_read=progress.done,
         events_stored=sink.inserted,

@@ -37,6 +37,7 @@ from gateway_analytics.clickhouse.events_table import (
     stored_event_ids,
     stored_offsets,
 )
+from gateway_analytics.clickhouse.rollups import catch_up_rollups
 from gateway_analytics.shared.errors import StorageError
 from gateway_analytics.shared.events import EventRecord
 from gateway_analytics.shared.metrics import (
@@ -94,7 +95,14 @@ class EventSink:
         A partition without rows is read from its start (offset 0, which the
         consumer moves to the earliest retained record). Call it whenever
         partitions are assigned: another sink may have stored rows meanwhile.
+        For the live table it first lets the count rollups catch up with what
+        is stored, in case a crash cut off their part of the last insert.
         """
+        if self._table == TABLE:
+            await self._until_done(
+                lambda: catch_up_rollups(self._clickhouse, partitions),
+                "catch_up_rollups",
+            )
         stored = await self._until_done(
             lambda: stored_offsets(self._clickhouse, table=self._table),
             "read_offsets",

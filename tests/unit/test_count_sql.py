@@ -1,12 +1,20 @@
-"""The count queries: bound paging parameters, window intervals, stable order."""
+"""The count queries: rollups only, bound parameters, window intervals, order."""
 
 from __future__ import annotations
 
 import itertools
+import uuid
+from datetime import UTC, datetime
 
 import pytest
 
-from gateway_analytics.clickhouse.counts import Entity, Window, count_sql
+from gateway_analytics.clickhouse.counts import (
+    CountQuery,
+    Entity,
+    Window,
+    count_sql,
+    format_instant,
+)
 
 INTERVALS = {
     Window.HOUR: "INTERVAL 1 HOUR",
@@ -14,6 +22,7 @@ INTERVALS = {
     Window.WEEK: "INTERVAL 1 WEEK",
 }
 EVERY_QUERY = list(itertools.product(Entity, Window))
+ROLLUP_OF = {Entity.POD: "pod_counts", Entity.ARTIFACT: "artifact_counts"}
 
 
 def query_id(value: object) -> str:
@@ -21,19 +30,10 @@ def query_id(value: object) -> str:
     return str(value)
 
 
-def test_every_window_has_an_interval() -> None:
-    """Window lists exactly hour, day and week, each with its interval."""
-    windows = list(Window)
-
-    intervals = {window: window.interval for window in windows}
-
-    assert intervals == INTERVALS
-
-
 @pytest.mark.parametrize(("entity", "window"), EVERY_QUERY, ids=query_id)
 def test_paging_is_bound_as_typed_parameters(entity: Entity, window: Window) -> None:
     """LIMIT and OFFSET take the {limit:UInt32} and {offset:UInt64} parameters."""
-    sql = count_sql(entity, window)
+    sql = count_sql(CountQuery(entity=entity, window=window), ())
 
     last_line = sql.strip().splitlines()[-1]
 
@@ -41,69 +41,69 @@ def test_paging_is_bound_as_typed_parameters(entity: Entity, window: Window) -> 
 
 
 @pytest.mark.parametrize(("entity", "window"), EVERY_QUERY, ids=query_id)
-def test_buckets_use_the_window_interval(entity: Entity, window: Window) -> None:
-    """bucket_start and bucket_end use the window's interval and no other."""
-    sql = count_sql(entity, window)
+def test_buckets_use_the_window_interval_in_the_bound_zone(
+    entity: Entity, window: Window
+) -> None:
+    """Buckets start with toStartOfInterval of the window, in zone {tz:String}."""
+    sql = count_sql(CountQuery(entity=entity, window=window), ())
 
-    used = {name: sql.count(interval) for name, interval in INTERVALS.items()}
+    used = {name: interval in sql for name, interval in INTERVALS.items()}
 
-    assert used == {name: 2 if name is window else 0 for name in INTERVALS}
-    assert f"toStartOfInterval(occurred_at, {INTERVALS[window]})" in sql
+    assert used == {name: name is window for name in INTERVALS}
+    assert f"toStartOfInterval(bucket, {INTERVALS[window]}, {{tz:String}})" in sql
 
 
 @pytest.mark.parametrize(("entity", "window"), EVERY_QUERY, ids=query_id)
-def test_rows_are_ordered_newest_bucket_then_entity(
+def test_counts_are_summed_from_the_rollup_never_the_events_table(
     entity: Entity, window: Window
 ) -> None:
-    """Rows are ordered by bucket_start descending, then entity_id ascending."""
-    sql = count_sql(entity, window)
-
-    order_lines = [line for line in sql.splitlines() if "ORDER BY" in line]
-
-    assert order_lines == ["ORDER BY bucket_start DESC, entity_id ASC"]
-
-
-@pytest.mark.parametrize(("entity", "window"), EVERY_QUERY, ids=query_id)
-def test_query_reads_the_events_table_grouped_by_bucket(
-    entity: Entity, window: Window
-) -> None:
-    """Every query counts analytics_events grouped by entity and bucket."""
-    sql = count_sql(entity, window)
+    """Every query sums its entity's rollup, grouped by entity and bucket."""
+    sql = count_sql(CountQuery(entity=entity, window=window), ())
 
     lines = [line.strip() for line in sql.splitlines()]
 
-    assert "FROM analytics_events" in lines
-    assert "GROUP BY entity_id, bucket_start" in lines
-    assert "count() AS total" in lines
+    assert f"FROM {ROLLUP_OF[entity]}" in lines
+    assert "analytics_events" not in sql
+    assert f"GROUP BY {entity.value}, bucket_start" in lines
+    assert "sum(total) AS events" in lines
+    assert "ORDER BY bucket_start DESC, entity_id ASC" in lines
 
 
-@pytest.mark.parametrize("window", list(Window), ids=query_id)
-def test_pod_counts_skip_events_without_a_pod(window: Window) -> None:
-    """The pod query counts only events that name a pod."""
-    sql = count_sql(Entity.POD, window)
+def test_conditions_are_joined_into_one_where() -> None:
+    """Conditions are ANDed; without any the query reads every row."""
+    query = CountQuery(entity=Entity.POD, entity_ids=(uuid.uuid4(),))
 
-    lines = [line.strip() for line in sql.splitlines()]
+    filtered = count_sql(query, ("a = 1", "b = 2"))
+    unfiltered = count_sql(query, ())
 
-    assert "WHERE pod_id IS NOT NULL" in lines
-    assert "ARRAY JOIN" not in sql
-
-
-@pytest.mark.parametrize("window", list(Window), ids=query_id)
-def test_artifact_counts_read_both_artifact_columns(window: Window) -> None:
-    """The artifact query counts artifact_id and every entry of artifact_ids."""
-    sql = count_sql(Entity.ARTIFACT, window)
-
-    array_join = next(line for line in sql.splitlines() if "ARRAY JOIN" in line)
-
-    assert "arrayDistinct" in array_join
-    assert "artifact_ids" in array_join
-    assert "artifact_id IS NULL" in array_join
+    assert "WHERE a = 1 AND b = 2" in filtered
+    assert "WHERE 1" in unfiltered
 
 
-def test_queries_differ_for_every_entity_and_window() -> None:
-    """No two entity and window pairs share the same SQL text."""
-    queries = [count_sql(entity, window) for entity, window in EVERY_QUERY]
+def test_instants_are_written_in_utc_with_z_without_a_zone() -> None:
+    """No zone: RFC 3339 in UTC ending in Z, as the seed shows."""
+    seconds = int(datetime(2024, 5, 20, tzinfo=UTC).timestamp())
 
-    distinct = set(queries)
+    text = format_instant(seconds, None)
 
-    assert len(distinct) == len(EVERY_QUERY) == 6
+    assert text == "2024-05-20T00:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("zone", "expected"),
+    [
+        ("America/New_York", "2024-03-10T20:00:00-04:00"),
+        ("Asia/Kolkata", "2024-03-11T05:30:00+05:30"),
+        ("Asia/Kathmandu", "2024-03-11T05:45:00+05:45"),
+        ("UTC", "2024-03-11T00:00:00+00:00"),
+    ],
+)
+def test_instants_carry_the_zone_offset_at_that_instant(
+    zone: str, expected: str
+) -> None:
+    """With a zone, the offset written is the zone's at that instant."""
+    seconds = int(datetime(2024, 3, 11, tzinfo=UTC).timestamp())
+
+    text = format_instant(seconds, zone)
+
+    assert text == expected

@@ -6,14 +6,18 @@ import json
 
 import pytest
 
+from gateway_analytics.http.count_parameters import CountParameters, parse_parameters
 from gateway_analytics.http.pagination import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE,
     MAX_PAGE_SIZE,
     Page,
-    parse_page,
 )
 from gateway_analytics.http.problems import RequestError
+
+
+def parse_page(query: dict[str, str]) -> Page:
+    return parse_parameters(CountParameters, query).as_page()
 
 
 def test_defaults_are_page_1_of_50() -> None:

@@ -11,9 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway_analytics.http.body import parse_json
-from gateway_analytics.http.counts import parse_window
+from gateway_analytics.http.count_parameters import (
+    PodCountParameters,
+    parse_parameters,
+)
 from gateway_analytics.http.ingest import parse_events
-from gateway_analytics.http.pagination import MAX_PAGE_SIZE, parse_page
+from gateway_analytics.http.pagination import MAX_PAGE_SIZE
 from gateway_analytics.http.problems import RequestError
 from gateway_analytics.shared.events import EventRecord, resolve_records
 
@@ -118,17 +121,23 @@ def test_any_bytes_are_json_or_a_400(body: bytes) -> None:
 @settings(max_examples=1500)
 @given(
     st.dictionaries(
-        st.sampled_from(["window", "page", "page_size", "other"]),
+        st.sampled_from(
+            [
+                *("window", "page", "page_size", "from", "to"),
+                *("type", "tz", "pod_id", "other"),
+            ]
+        ),
         st.text(max_size=25),
     )
 )
 def test_any_query_parameters_give_a_page_or_a_400(query: dict[str, str]) -> None:
-    """Windows and pages either parse within bounds or are refused with 400."""
-    window = _refused_with_4xx(parse_window, query)
-    page = _refused_with_4xx(parse_page, query)
+    """Count parameters either parse within bounds or are refused with 400."""
+    parameters = _refused_with_4xx(
+        lambda q: parse_parameters(PodCountParameters, q), query
+    )
 
-    if window is not None:
-        assert window.value in ("hour", "day", "week")
-    if page is not None:
+    if parameters is not None:
+        assert parameters.window.value in ("hour", "day", "week")
+        page = parameters.as_page()
         assert page.number >= 1
         assert 1 <= page.size <= MAX_PAGE_SIZE
