@@ -13,6 +13,7 @@ from gateway_analytics.http.auth import Access, auth_middleware, parse_keys
 from gateway_analytics.http.counts import counts_handler
 from gateway_analytics.http.health import ReadinessCheck, add_ops_routes
 from gateway_analytics.http.ingest import ingest_handler
+from gateway_analytics.http.openapi import add_openapi_route, build_openapi
 from gateway_analytics.http.problems import error_middleware
 from gateway_analytics.shared.publisher import EventPublisher
 from gateway_analytics.shared.settings import Settings
@@ -36,8 +37,11 @@ def create_app(
     The caller owns both and closes them after the application stops.
     ``checks`` are what ``/readyz`` runs; none means always ready.
     """
+    # HEAD runs the GET handler, so it needs the same key.
     protected = {("POST", EVENTS_PATH): Access.INGEST} | {
-        ("GET", path): Access.QUERY for path in COUNT_PATHS
+        (method, path): Access.QUERY
+        for path in COUNT_PATHS
+        for method in ("GET", "HEAD")
     }
     # The ingest handler enforces max_body_bytes itself with a clear 413;
     # aiohttp's own limit only guards the other routes.
@@ -72,4 +76,13 @@ def create_app(
             ),
         )
     add_ops_routes(app, checks=checks or {})
+    add_openapi_route(
+        app,
+        build_openapi(
+            events_path=EVENTS_PATH,
+            count_paths=COUNT_PATHS,
+            max_body_bytes=settings.max_body_bytes,
+            max_events=settings.max_events_per_request,
+        ),
+    )
     return app

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import zoneinfo
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
@@ -34,9 +34,14 @@ from gateway_analytics.http.pagination import (
 )
 from gateway_analytics.http.problems import RequestError
 from gateway_analytics.shared.events import EventType
+from gateway_analytics.shared.events.models import (
+    EARLIEST_OCCURRED_AT,
+    LATEST_OCCURRED_AT,
+)
 
 # The rollups count per quarter hour, so a range can start or end only there.
-_QUARTER_HOUR_S = 15 * 60
+_QUARTER_HOUR = timedelta(minutes=15)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @cache
@@ -64,13 +69,23 @@ def _whole_number(value: object) -> object:
 
 
 def _on_quarter_hour(value: datetime) -> datetime:
-    utc = value.astimezone(UTC)
-    if utc.timestamp() % _QUARTER_HOUR_S:
+    # Measured from the epoch rather than converted to UTC, which overflows
+    # for times near year 1 or 9999 with an offset.
+    if (value - _EPOCH) % _QUARTER_HOUR:
         raise ValueError(
             "must fall on a quarter hour (minutes 00, 15, 30 or 45, no seconds), "
             "the resolution counts are kept at"
         )
-    return utc
+    return value
+
+
+def _stored_range_edge(value: datetime | None) -> datetime | None:
+    # No event outside the contract's range is stored, so a bound beyond it
+    # asks the same question as the range's edge; ClickHouse's DateTime
+    # could not hold most such bounds at all.
+    if value is None:
+        return None
+    return min(max(value, EARLIEST_OCCURRED_AT), LATEST_OCCURRED_AT).astimezone(UTC)
 
 
 def _known_zone(value: str) -> str:
@@ -151,8 +166,8 @@ class CountParameters(BaseModel):
             entity=entity,
             window=self.window,
             time_zone=self.tz,
-            since=self.since,
-            until=self.until,
+            since=_stored_range_edge(self.since),
+            until=_stored_range_edge(self.until),
             entity_ids=tuple(self.entity_ids),
             types=tuple(kind.value for kind in self.type),
         )

@@ -9,18 +9,52 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Annotated, Literal
 
 from aiohttp import web
+from pydantic import BaseModel, Field
 
 from gateway_analytics.clickhouse.client import ClickHouse
 from gateway_analytics.clickhouse.migrations import applied_versions, load_migrations
+from gateway_analytics.http.problems import ErrorBody
 from gateway_analytics.shared.kafka import topic_partitions
 from gateway_analytics.shared.metrics import render
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 """Returns when its part is ready; raises, with the reason, when it is not."""
 
+LIVENESS_PATH = "/healthz"
+READINESS_PATH = "/readyz"
+METRICS_PATH = "/metrics"
+
 _CHECK_TIMEOUT_S = 3.0
+
+_Outcomes = Annotated[
+    dict[str, str],
+    Field(
+        description="Each readiness check by name: ok, or why it failed.",
+        examples=[{"kafka": "ok", "clickhouse": "ok", "migrations": "ok"}],
+    ),
+]
+
+
+class Alive(BaseModel):
+    """The body of ``/healthz``."""
+
+    status: Literal["alive"]
+
+
+class Ready(BaseModel):
+    """The body of ``/readyz`` when every check passed."""
+
+    status: Literal["ready"]
+    checks: _Outcomes
+
+
+class NotReady(ErrorBody):
+    """The body of ``/readyz`` when a check failed: an error with every outcome."""
+
+    checks: _Outcomes
 
 
 def add_ops_routes(
@@ -29,22 +63,19 @@ def add_ops_routes(
     """Add the health, readiness and metrics routes to ``app``."""
 
     async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"status": "alive"})
+        return _json(Alive(status="alive"))
 
     async def readyz(request: web.Request) -> web.Response:
         results = await asyncio.gather(*(_outcome(check) for check in checks.values()))
         outcomes = dict(zip(checks, results, strict=True))
         failing = [name for name, outcome in outcomes.items() if outcome != "ok"]
         if failing:
-            return web.json_response(
-                {
-                    "error": "not_ready",
-                    "message": f"Not ready: {', '.join(failing)}.",
-                    "checks": outcomes,
-                },
-                status=503,
-            )
-        return web.json_response({"status": "ready", "checks": outcomes})
+            return NotReady(
+                error="not_ready",
+                message=f"Not ready: {', '.join(failing)}.",
+                checks=outcomes,
+            ).as_response(503)
+        return _json(Ready(status="ready", checks=outcomes))
 
     async def metrics(request: web.Request) -> web.Response:
         body, content_type = render()
@@ -52,9 +83,13 @@ def add_ops_routes(
         response.headers["Content-Type"] = content_type
         return response
 
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get(LIVENESS_PATH, healthz)
+    app.router.add_get(READINESS_PATH, readyz)
+    app.router.add_get(METRICS_PATH, metrics)
+
+
+def _json(body: BaseModel) -> web.Response:
+    return web.Response(text=body.model_dump_json(), content_type="application/json")
 
 
 async def _outcome(check: ReadinessCheck) -> str:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from pydantic_core import ErrorDetails
 
 from gateway_analytics.http.body import parse_json, read_body
@@ -38,6 +38,16 @@ _TAG_MESSAGES = {
     "union_tag_invalid": f"unknown type; use one of {_TYPES}",
     "extra_forbidden": "unknown field for this type of event; check its spelling",
 }
+
+
+class Accepted(BaseModel):
+    """The body of a 202: every event of the batch is on the topic."""
+
+    accepted: int = Field(ge=1, description="How many events were accepted.")
+    event_ids: list[uuid.UUID] = Field(
+        description="The id of each event, in the order sent: the event_id the "
+        "gateway gave, or the one the API assigned."
+    )
 
 
 def parse_events(payload: Any, *, max_events: int) -> list[Event]:
@@ -94,12 +104,14 @@ def ingest_handler(
             EVENTS_REJECTED.labels(error.code).inc(_event_count(payload))
             raise
         EVENTS_ACCEPTED.inc(len(records))
-        return web.json_response(
+        answer = Accepted.model_validate(
             {
                 "accepted": len(records),
-                "event_ids": [str(record.event.event_id) for record in records],
-            },
-            status=202,
+                "event_ids": [record.event.event_id for record in records],
+            }
+        )
+        return web.Response(
+            text=answer.model_dump_json(), status=202, content_type="application/json"
         )
 
     return post_events

@@ -68,10 +68,11 @@ class _Event(BaseModel):
     def _in_supported_range(cls, value: datetime | None) -> datetime | None:
         if value is None:
             return None
-        utc = value.astimezone(UTC)
-        if not EARLIEST_OCCURRED_AT <= utc < LATEST_OCCURRED_AT:
+        # Compared before converting: a time near year 1 or 9999 whose offset
+        # takes it past either end cannot be converted to UTC at all.
+        if not EARLIEST_OCCURRED_AT <= value < LATEST_OCCURRED_AT:
             raise ValueError("must be between 2000-01-01 and 2100-01-01 (UTC)")
-        return utc
+        return value.astimezone(UTC)
 
 
 class PodEntered(_Event):
