@@ -4,8 +4,8 @@ Every value a client chooses reaches ClickHouse as a bound parameter; the
 only text placed into SQL comes from the closed enums and rollup names below.
 
 Rows are ordered newest bucket first. Without an entity filter, the newest
-buckets of a long history are found by asking about a recent slice of time
-first and widening it only while the slice holds fewer rows than the page
+buckets of a long history are found by asking about the newest bucket first
+and widening the slice of time only while it holds fewer rows than the page
 needs, so page one does not sum a year of rollup rows.
 """
 
@@ -117,13 +117,13 @@ async def fetch_counts(
         rows = await clickhouse.query(count_sql(query, conditions), parameters)
         return _count_rows(rows, query.time_zone)
     bounds = await _bucket_bounds(
-        clickhouse, query.entity.rollup, conditions, parameters
+        clickhouse, query.entity.rollup, _time_filters(query), parameters
     )
     if bounds is None:
         return []
     oldest, newest = bounds
     slice_start = f"bucket >= {query.window.start_sql('{recent:DateTime}')}"
-    span = query.window.nominal
+    span = timedelta(0)
     while newest - span > oldest:
         recent = (*conditions, slice_start)
         rows = await clickhouse.query(
@@ -133,7 +133,7 @@ async def fetch_counts(
         # so a full page from the slice is the page of the whole history.
         if len(rows) == limit:
             return _count_rows(rows, query.time_zone)
-        span *= _WIDENING
+        span = span * _WIDENING if span else query.window.nominal
     rows = await clickhouse.query(count_sql(query, conditions), parameters)
     return _count_rows(rows, query.time_zone)
 
@@ -162,14 +162,23 @@ LIMIT {{limit:UInt32}} OFFSET {{offset:UInt64}}
 """
 
 
-def _filters(query: CountQuery) -> tuple[tuple[str, ...], dict[str, Any]]:
-    conditions: list[str] = []
-    parameters: dict[str, Any] = {}
+def _time_filters(query: CountQuery) -> tuple[str, ...]:
+    """The conditions of ``from`` and ``to``; their parameters come from
+    :func:`_filters`."""
+    conditions = []
     if query.since is not None:
         conditions.append("bucket >= {since:DateTime}")
-        parameters["since"] = query.since
     if query.until is not None:
         conditions.append("bucket < {until:DateTime}")
+    return tuple(conditions)
+
+
+def _filters(query: CountQuery) -> tuple[tuple[str, ...], dict[str, Any]]:
+    conditions = list(_time_filters(query))
+    parameters: dict[str, Any] = {}
+    if query.since is not None:
+        parameters["since"] = query.since
+    if query.until is not None:
         parameters["until"] = query.until
     if query.entity_ids:
         conditions.append(
@@ -188,7 +197,11 @@ async def _bucket_bounds(
     conditions: Sequence[str],
     parameters: dict[str, Any],
 ) -> tuple[datetime, datetime] | None:
-    """The oldest and newest quarter hour with counts, or None when none match."""
+    """The oldest and newest quarter hour with counts, or None when there are none.
+
+    Only time conditions belong here: ClickHouse then answers from each
+    part's stored minimum and maximum instead of reading the rollup.
+    """
     where = " AND ".join(conditions) or "1"
     rows = await clickhouse.query(
         f"SELECT count() > 0, toUnixTimestamp(min(bucket)), "

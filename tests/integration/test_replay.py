@@ -13,7 +13,12 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 
 from gateway_analytics.clickhouse.client import ClickHouse
-from gateway_analytics.clickhouse.counts import Entity, Window, fetch_counts
+from gateway_analytics.clickhouse.counts import (
+    CountQuery,
+    Entity,
+    Window,
+    fetch_counts,
+)
 from gateway_analytics.clickhouse.events_table import ConsumedRecord, insert_records
 from gateway_analytics.shared.events import (
     EventRecord,
@@ -66,7 +71,10 @@ async def _publish(
 
 async def _counts(clickhouse: ClickHouse) -> list[tuple[str, str, int]]:
     rows = await fetch_counts(
-        clickhouse, entity=Entity.POD, window=Window.HOUR, limit=10_000, offset=0
+        clickhouse,
+        CountQuery(entity=Entity.POD, window=Window.HOUR),
+        limit=10_000,
+        offset=0,
     )
     return [(row.entity_id, row.bucket_start, row.total) for row in rows]
 

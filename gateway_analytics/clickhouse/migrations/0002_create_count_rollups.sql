@@ -16,15 +16,17 @@
 -- insert produces land as one part, visible whole or not at all.
 --
 -- Each row also keeps the Kafka partition its events came from and the
--- highest offset among them; the stored_offsets projection turns that into
--- "how far this rollup has counted". The sink compares it with
--- analytics_events whenever it is assigned partitions and counts what a
--- rollup lacks: rows stored before the views existed, or a batch whose
--- rollup part a crash cut off. Pods cost nothing for it, because every event
--- of a pod lands on the same partition.
+-- lowest and highest offset among them; the stored_offsets projection turns
+-- those into "where this rollup started counting, and how far it got". The
+-- sink compares them with analytics_events whenever it is assigned
+-- partitions and counts what a rollup lacks: rows stored before the views
+-- existed (below the first offset counted, even when a live insert was
+-- counted before the catch-up ran), or a batch whose rollup part a crash cut
+-- off (past the last). Pods cost nothing for it, because every event of a pod
+-- lands on the same partition.
 --
--- AggregatingMergeTree sums totals and keeps the highest offset as parts
--- merge; projections are rebuilt on those merges so they stay exact.
+-- AggregatingMergeTree sums totals and keeps the lowest and highest offset as
+-- parts merge; projections are rebuilt on those merges so they stay exact.
 CREATE TABLE IF NOT EXISTS pod_counts
 (
     bucket          DateTime('UTC'),
@@ -32,7 +34,8 @@ CREATE TABLE IF NOT EXISTS pod_counts
     type            LowCardinality(String),
     kafka_partition UInt32,
     total           SimpleAggregateFunction(sum, UInt64),
-    kafka_offset    SimpleAggregateFunction(max, UInt64),
+    first_offset    SimpleAggregateFunction(min, UInt64),
+    last_offset     SimpleAggregateFunction(max, UInt64),
     PROJECTION by_pod_id
     (
         SELECT *
@@ -40,7 +43,7 @@ CREATE TABLE IF NOT EXISTS pod_counts
     ),
     PROJECTION stored_offsets
     (
-        SELECT kafka_partition, max(kafka_offset)
+        SELECT kafka_partition, min(first_offset), max(last_offset)
         GROUP BY kafka_partition
     )
 )
@@ -56,7 +59,8 @@ CREATE TABLE IF NOT EXISTS artifact_counts
     type            LowCardinality(String),
     kafka_partition UInt32,
     total           SimpleAggregateFunction(sum, UInt64),
-    kafka_offset    SimpleAggregateFunction(max, UInt64),
+    first_offset    SimpleAggregateFunction(min, UInt64),
+    last_offset     SimpleAggregateFunction(max, UInt64),
     PROJECTION by_artifact_id
     (
         SELECT *
@@ -64,7 +68,7 @@ CREATE TABLE IF NOT EXISTS artifact_counts
     ),
     PROJECTION stored_offsets
     (
-        SELECT kafka_partition, max(kafka_offset)
+        SELECT kafka_partition, min(first_offset), max(last_offset)
         GROUP BY kafka_partition
     )
 )
@@ -83,7 +87,8 @@ SELECT
     type,
     kafka_partition,
     count() AS total,
-    max(kafka_offset) AS kafka_offset
+    min(kafka_offset) AS first_offset,
+    max(kafka_offset) AS last_offset
 FROM analytics_events
 WHERE pod_id IS NOT NULL
 GROUP BY bucket, pod_id, type, kafka_partition;
@@ -97,7 +102,8 @@ SELECT
     type,
     kafka_partition,
     count() AS total,
-    max(kafka_offset) AS kafka_offset
+    min(kafka_offset) AS first_offset,
+    max(kafka_offset) AS last_offset
 FROM analytics_events
 ARRAY JOIN arrayDistinct(if(artifact_id IS NULL, artifact_ids,
     arrayPushFront(artifact_ids, assumeNotNull(artifact_id)))) AS artifact
