@@ -3,8 +3,10 @@
 ``ingest``: posts 100-event batches over keep-alive connections at full
 concurrency and reports events/s and request latency.
 ``produce``: the ingest limit, a plain producer (the API's settings) sending
-the same records as fast as it can.
-``fill``: writes N events straight to a topic, for the sink stage.
+the same records as fast as it can: each 100-event batch grouped by
+partition, as the API groups a request.
+``fill``: writes N events straight to a topic in those records, for the sink
+stage.
 ``sink-limit``: a plain consumer (getmany) plus inserts of the same batch
 size into a scratch table: the sink's limit.
 ``steady``: posts at a fixed rate and measures, for sampled requests, the
@@ -28,8 +30,9 @@ import aiohttp
 import clickhouse_connect
 from aiokafka import AIOKafkaConsumer
 
-from gateway_analytics.shared.events import PodEntered, entity_key, resolve_records
-from gateway_analytics.shared.kafka import create_producer
+from gateway_analytics.shared.events import PodEntered, resolve_records
+from gateway_analytics.shared.kafka import create_producer, topic_partitions
+from gateway_analytics.shared.publisher import partitioned_values
 
 BATCH = 100
 # The scratch table of the sink's limit: the columns a pod event fills.
@@ -88,22 +91,31 @@ async def ingest(url: str, events: int, concurrency: int) -> dict[str, Any]:
     }
 
 
-def _records(count: int) -> list[tuple[bytes, bytes]]:
+def _records(count: int, partitions: list[int]) -> list[tuple[int, bytes]]:
+    """Kafka records of ``count`` pod events, sent as the API sends a request."""
     pods = [uuid.uuid4() for _ in range(64)]
     events = [PodEntered(type="pod_entered", pod_id=pods[n % 64]) for n in range(count)]
     records = resolve_records(events, received_at=datetime.now(UTC))
-    return [(r.model_dump_json().encode(), entity_key(r)) for r in records]
+    return [
+        value
+        for start in range(0, count, BATCH)
+        for value in partitioned_values(records[start : start + BATCH], partitions)
+    ]
 
 
 async def produce(bootstrap_servers: str, topic: str, events: int) -> dict[str, Any]:
-    """Send ``events`` records with the API's producer settings, all in flight."""
-    records = _records(events)
+    """Send ``events`` events with the API's producer settings, all in flight."""
+    partitions = await topic_partitions(
+        bootstrap_servers=bootstrap_servers, topic=topic
+    )
+    records = _records(events, sorted(partitions))
     producer = create_producer(bootstrap_servers=bootstrap_servers)
     await producer.start()
     try:
         started = time.perf_counter()
         deliveries = [
-            await producer.send(topic, value=value, key=key) for value, key in records
+            await producer.send(topic, value=value, partition=partition)
+            for partition, value in records
         ]
         await asyncio.gather(*deliveries)
         elapsed_s = time.perf_counter() - started
@@ -115,7 +127,7 @@ async def produce(bootstrap_servers: str, topic: str, events: int) -> dict[str, 
 async def sink_limit(
     bootstrap_servers: str, topic: str, events: int, batch: int, clickhouse_url: str
 ) -> dict[str, Any]:
-    """Consume ``events`` records and insert them in batches into a scratch table."""
+    """Consume ``events`` events and insert them in batches into a scratch table."""
     client = clickhouse_connect.get_client(dsn=clickhouse_url)
     client.command("DROP TABLE IF EXISTS sink_limit")
     client.command(
@@ -137,28 +149,28 @@ async def sink_limit(
     try:
         while stored < events:
             fetched = await consumer.getmany(timeout_ms=1000, max_records=batch)
-            rows = []
-            for messages in fetched.values():
-                for message in messages:
-                    event = json.loads(message.value)["event"]
-                    rows.append(
-                        (
-                            uuid.UUID(event["event_id"]),
-                            event["type"],
-                            uuid.UUID(event["pod_id"]),
-                            datetime.fromisoformat(event["occurred_at"]),
-                            message.partition,
-                            message.offset,
-                        )
-                    )
-            if rows:
+            rows = [
+                (
+                    uuid.UUID(event["event_id"]),
+                    event["type"],
+                    uuid.UUID(event["pod_id"]),
+                    datetime.fromisoformat(event["occurred_at"]),
+                    message.partition,
+                    message.offset,
+                )
+                for messages in fetched.values()
+                for message in messages
+                for event in (record["event"] for record in json.loads(message.value))
+            ]
+            # Inserts of at most ``batch`` events, as the sink makes them.
+            for start in range(0, len(rows), batch):
                 await asyncio.to_thread(
                     client.insert,
                     "sink_limit",
-                    rows,
+                    rows[start : start + batch],
                     column_names=LIMIT_COLUMNS,
                 )
-                stored += len(rows)
+            stored += len(rows)
         elapsed_s = time.perf_counter() - started
     finally:
         await consumer.stop()
@@ -166,7 +178,7 @@ async def sink_limit(
 
 
 async def fill(bootstrap_servers: str, topic: str, events: int) -> dict[str, Any]:
-    """Write ``events`` records to ``topic`` in chunks, for the sink stage."""
+    """Write ``events`` events to ``topic`` in chunks, for the sink stage."""
     chunk = 100_000
     for start in range(0, events, chunk):
         await produce(bootstrap_servers, topic, min(chunk, events - start))

@@ -7,6 +7,7 @@ import time
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from gateway_analytics.shared.events import EventRecord, decode_value
 from gateway_analytics.shared.kafka import topic_partitions
 
 SEED_POD = "a7fcb4fe-5f07-4e20-9af5-15e617c901c6"
@@ -73,3 +74,40 @@ async def topic_size(bootstrap_servers: str, topic: str) -> int:
     finally:
         await consumer.stop()
     return sum(ends.values())
+
+
+async def read_events(
+    bootstrap_servers: str, topic: str, *, expected: int, timeout_s: float = 20.0
+) -> list[tuple[ConsumerRecord[bytes, bytes], EventRecord]]:
+    """Every event on ``topic`` with the Kafka record that carried it, in
+    partition and offset order, once ``expected`` events have arrived."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    events: list[tuple[ConsumerRecord[bytes, bytes], EventRecord]] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        while len(events) < expected and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for batch in batches.values():
+                for record in batch:
+                    events.extend(
+                        (record, event) for event in decode_value(record.value or b"")
+                    )
+    finally:
+        await consumer.stop()
+    return sorted(events, key=lambda pair: (pair[0].partition, pair[0].offset))
+
+
+async def events_on_topic(bootstrap_servers: str, topic: str) -> int:
+    """How many events the records of ``topic`` carry, all partitions summed."""
+    records = await read_topic(
+        bootstrap_servers,
+        topic,
+        expected=await topic_size(bootstrap_servers, topic),
+    )
+    return sum(len(decode_value(record.value or b"")) for record in records)

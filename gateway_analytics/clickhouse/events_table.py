@@ -41,13 +41,16 @@ class ConsumedRecord(NamedTuple):
 def to_row(consumed: ConsumedRecord) -> tuple[Any, ...]:
     """The table row of one consumed record, in :data:`COLUMNS` order."""
     event = consumed.record.event
+    # Read the fields a type lacks from __dict__: getattr with a default goes
+    # through pydantic's __getattr__ and an exception per missing field.
+    fields = event.__dict__
     return (
         event.event_id,
         event.type,
         event.pod_id,
-        getattr(event, "artifact_id", None),
-        getattr(event, "artifact_ids", []),
-        getattr(event, "order_id", None),
+        fields.get("artifact_id"),
+        fields.get("artifact_ids", []),
+        fields.get("order_id"),
         event.occurred_at,
         consumed.record.received_at,
         consumed.partition,

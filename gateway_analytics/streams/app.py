@@ -50,6 +50,7 @@ def create_sink_app(
         clickhouse=clickhouse,
         dead_letters=dead_letters,
         dedup_window_s=settings.dedup_window_s,
+        batch_size=settings.sink_batch_size,
     )
 
     # One actor: with more, faust-streaming may commit an offset while an
@@ -57,7 +58,9 @@ def create_sink_app(
     @app.agent(topic, name="clickhouse-sink", concurrency=1)
     async def clickhouse_sink(stream: Any) -> None:
         # take_events acknowledges a batch's offsets only when the loop asks
-        # for the next batch, that is after the insert below returned.
+        # for the next batch, that is after the insert below returned. It
+        # counts Kafka records, which carry several events each; the sink
+        # splits what it takes into inserts of at most the batch size.
         async for events in stream.take_events(
             settings.sink_batch_size, within=settings.sink_flush_interval_s
         ):
@@ -75,13 +78,25 @@ def create_sink_app(
         ours = {
             tp.partition: tp for tp in assigned if tp.topic == topic.get_topic_name()
         }
-        for partition, offset in (await sink.resume_offsets(sorted(ours))).items():
+
+        async def seek(partition: int, offset: int) -> None:
             await sender.consumer.seek(ours[partition], offset)
             logger.info(
                 "Partition %d resumes at offset %d, after its stored rows",
                 partition,
                 offset,
             )
+
+        await sink.resume_offsets(sorted(ours), seek)
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def finish_revoked_partitions(
+        sender: faust.App, revoked: Set[Any], **_: Any
+    ) -> None:
+        # The group waits for this before another member takes them over.
+        await sink.release(
+            sorted(tp.partition for tp in revoked if tp.topic == topic.get_topic_name())
+        )
 
     return app, sink
 

@@ -117,6 +117,7 @@ async def rebuild(
         clickhouse=clickhouse,
         dead_letters=DiscardDeadLetters(),
         dedup_window_s=dedup_window_s,
+        batch_size=batch_size,
         table=REBUILD_TABLE,
         keep=time_range.contains if time_range.bounded else None,
     )

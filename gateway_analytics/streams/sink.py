@@ -2,9 +2,11 @@
 
 Three checks make redelivery harmless:
 
-* every row keeps its Kafka partition and offset, and on assignment the sink
-  resumes each partition after the highest offset stored for it, skipping
-  anything at or below it that is delivered again;
+* every row keeps the partition and offset of the Kafka record it came in
+  (one record carries several events, which are always stored together),
+  and on assignment the sink resumes each partition after the highest
+  offset stored for it, skipping anything at or below it that is delivered
+  again;
 * a batch is inserted as one part with a token naming its positions, so a
   retried insert never stores it twice;
 * an ``event_id`` already stored within the deduplication window is a
@@ -39,7 +41,7 @@ from gateway_analytics.clickhouse.events_table import (
 )
 from gateway_analytics.clickhouse.rollups import catch_up_rollups
 from gateway_analytics.shared.errors import StorageError
-from gateway_analytics.shared.events import EventRecord
+from gateway_analytics.shared.events import EventRecord, decode_value
 from gateway_analytics.shared.metrics import (
     SINK_BATCH_EVENTS,
     SINK_EVENTS,
@@ -59,6 +61,8 @@ class EventSink:
         dead_letters: receives records that are not the event contract.
         dedup_window_s: how far apart two receipts of one event_id may be
             for the second to count as a retry.
+        batch_size: most events in one insert; the events of one message
+            are never split, so a message larger than this is one insert.
         table: the events table; a replay points it at a fresh table.
         keep: when given, only records it accepts are stored; the others are
             passed over silently (a replay of a time range uses it).
@@ -72,6 +76,7 @@ class EventSink:
         clickhouse: ClickHouse,
         dead_letters: DeadLetterSink,
         dedup_window_s: float,
+        batch_size: int = 10_000,
         table: str = TABLE,
         keep: Callable[[EventRecord], bool] | None = None,
         retry_backoff_s: float = 0.5,
@@ -80,72 +85,127 @@ class EventSink:
         self._clickhouse = clickhouse
         self._dead_letters = dead_letters
         self._dedup_window = timedelta(seconds=dedup_window_s)
+        self._batch_size = batch_size
         self._table = table
         self._keep = keep
         self._retry_backoff_s = retry_backoff_s
         self._max_retry_backoff_s = max_retry_backoff_s
         self._stored_offsets: dict[int, int] = {}
+        # Faust may deliver a newly assigned partition's records while
+        # resume_offsets is still running; writes wait for it, and the two
+        # never interleave their reads and inserts.
+        self._resumed = asyncio.Event()
+        self._resumed.set()
+        self._storing = asyncio.Lock()
+        # The partitions this sink may store; None until the first
+        # assignment means all of them (a replay is never assigned any).
+        self._owned: set[int] | None = None
         self.inserted = 0
         self.duplicates = 0
         self.dead_letters = 0
 
-    async def resume_offsets(self, partitions: Sequence[int]) -> dict[int, int]:
+    async def resume_offsets(
+        self,
+        partitions: Sequence[int],
+        seek: Callable[[int, int], Awaitable[None]] | None = None,
+    ) -> dict[int, int]:
         """Where each partition must be read from: after its highest stored row.
 
         A partition without rows is read from its start (offset 0, which the
         consumer moves to the earliest retained record). Call it whenever
         partitions are assigned: another sink may have stored rows meanwhile.
-        For the live table it first lets the count rollups catch up with what
-        is stored, in case a crash cut off their part of the last insert.
+        ``seek`` is called with each partition and offset as soon as they are
+        known, since the consumer is already fetching. For the live table the
+        count rollups then catch up with what is stored, in case a crash cut
+        off their part of the last insert; writes wait until that is done.
         """
-        if self._table == TABLE:
-            await self._until_done(
-                lambda: catch_up_rollups(self._clickhouse, partitions),
-                "catch_up_rollups",
-            )
-        stored = await self._until_done(
-            lambda: stored_offsets(self._clickhouse, table=self._table),
-            "read_offsets",
-        )
-        for partition in partitions:
-            if partition in stored:
-                self._stored_offsets[partition] = stored[partition]
-            else:
-                self._stored_offsets.pop(partition, None)
-        return {p: stored[p] + 1 if p in stored else 0 for p in partitions}
+        self._resumed.clear()
+        try:
+            async with self._storing:
+                self._owned = (self._owned or set()) | set(partitions)
+                stored = await self._until_done(
+                    lambda: stored_offsets(self._clickhouse, table=self._table),
+                    "read_offsets",
+                )
+                for partition in partitions:
+                    if partition in stored:
+                        self._stored_offsets[partition] = stored[partition]
+                    else:
+                        self._stored_offsets.pop(partition, None)
+                    if seek is not None:
+                        await seek(partition, stored.get(partition, -1) + 1)
+                if self._table == TABLE:
+                    await self._until_done(
+                        lambda: catch_up_rollups(self._clickhouse, partitions),
+                        "catch_up_rollups",
+                    )
+        finally:
+            self._resumed.set()
+        return {p: stored.get(p, -1) + 1 for p in partitions}
+
+    async def release(self, partitions: Sequence[int]) -> None:
+        """Stop storing ``partitions``; return once no insert of theirs is running.
+
+        Call it when partitions are revoked, before the group hands them to
+        another member: that member reads where to resume from ClickHouse,
+        so this sink's last insert must have landed by then, and records of
+        these partitions still buffered here must not be stored later.
+        """
+        async with self._storing:
+            if self._owned is not None:
+                self._owned -= set(partitions)
 
     async def write(self, messages: Sequence[Any]) -> None:
-        """Store the events of ``messages``, Kafka messages with raw values."""
-        records = []
-        for message in messages:
-            record = await self._decode(message)
-            if record is not None and (self._keep is None or self._keep(record.record)):
-                records.append(record)
-        records = await self._drop_duplicates(self._drop_stored(records))
-        if records:
-            started = time.perf_counter()
-            await self._until_done(
-                lambda: insert_records(self._clickhouse, records, table=self._table),
-                "insert",
-            )
-            elapsed_s = time.perf_counter() - started
-            logger.info(
-                "Flushed %d events to ClickHouse in %.0f ms",
-                len(records),
-                elapsed_s * 1000,
-            )
-            SINK_BATCH_EVENTS.observe(len(records))
-            SINK_INSERT_SECONDS.observe(elapsed_s)
-            SINK_EVENTS.labels("stored").inc(len(records))
-            self.inserted += len(records)
-        for message in messages:
-            self._stored_offsets[message.partition] = max(
-                message.offset, self._stored_offsets.get(message.partition, -1)
-            )
+        """Store the events of ``messages``, Kafka messages with raw values.
 
-    async def _decode(self, message: Any) -> ConsumedRecord | None:
+        The events go in as few inserts as ``batch_size`` allows. A message's
+        events always share one insert, and inserts follow the messages'
+        order, so a partition's stored rows never skip ahead of a message
+        that is not yet stored.
+        """
+        await self._resumed.wait()
+        async with self._storing:
+            messages = self._drop_stored(messages)
+            batch: list[ConsumedRecord] = []
+            for message in messages:
+                records = [
+                    record
+                    for record in await self._decode(message)
+                    if self._keep is None or self._keep(record.record)
+                ]
+                if batch and len(batch) + len(records) > self._batch_size:
+                    await self._store(batch)
+                    batch = []
+                batch.extend(records)
+            await self._store(batch)
+            for message in messages:
+                self._stored_offsets[message.partition] = max(
+                    message.offset, self._stored_offsets.get(message.partition, -1)
+                )
+
+    async def _store(self, batch: list[ConsumedRecord]) -> None:
+        records = await self._drop_duplicates(batch)
+        if not records:
+            return
+        started = time.perf_counter()
+        await self._until_done(
+            lambda: insert_records(self._clickhouse, records, table=self._table),
+            "insert",
+        )
+        elapsed_s = time.perf_counter() - started
+        logger.info(
+            "Flushed %d events to ClickHouse in %.0f ms",
+            len(records),
+            elapsed_s * 1000,
+        )
+        SINK_BATCH_EVENTS.observe(len(records))
+        SINK_INSERT_SECONDS.observe(elapsed_s)
+        SINK_EVENTS.labels("stored").inc(len(records))
+        self.inserted += len(records)
+
+    async def _decode(self, message: Any) -> list[ConsumedRecord]:
         try:
-            record = EventRecord.model_validate_json(message.value or b"")
+            records = decode_value(message.value or b"")
         except ValidationError as error:
             reason = "; ".join(
                 f"{'.'.join(map(str, issue['loc']))}: {issue['msg']}"
@@ -163,15 +223,29 @@ class EventSink:
             )
             SINK_EVENTS.labels("dead_letter").inc()
             self.dead_letters += 1
-            return None
-        return ConsumedRecord(record, message.partition, message.offset)
-
-    def _drop_stored(self, records: list[ConsumedRecord]) -> list[ConsumedRecord]:
-        fresh = [
-            r for r in records if r.offset > self._stored_offsets.get(r.partition, -1)
+            return []
+        return [
+            ConsumedRecord(record, message.partition, message.offset)
+            for record in records
         ]
-        if len(fresh) < len(records):
-            logger.info("Skipped %d records already stored", len(records) - len(fresh))
+
+    def _drop_stored(self, messages: Sequence[Any]) -> list[Any]:
+        """The messages not stored yet, of partitions this sink owns.
+
+        A seek after assignment can deliver a message again within the same
+        batch; only its first copy is kept.
+        """
+        highest = dict(self._stored_offsets)
+        fresh = []
+        for message in messages:
+            if self._owned is not None and message.partition not in self._owned:
+                continue
+            if message.offset <= highest.get(message.partition, -1):
+                continue
+            highest[message.partition] = message.offset
+            fresh.append(message)
+        if len(fresh) < len(messages):
+            logger.info("Skipped %d records already stored", len(messages) - len(fresh))
         return fresh
 
     async def _drop_duplicates(

@@ -19,7 +19,7 @@ from gateway_analytics.shared.publisher import KafkaPublisher
 from gateway_analytics.streams.backfill import backfill
 from gateway_analytics.streams.replay import TimeRange, rebuild
 from tests.conftest import TopicFactory
-from tests.support import topic_size
+from tests.support import events_on_topic
 
 GOOD = 30
 
@@ -81,7 +81,7 @@ async def test_good_lines_are_counted_once_however_often_loaded(
     assert [n for n, _ in reports[0].bad_lines] == [3, 10, 21]
     assert "pod_id" in dict(reports[0].bad_lines)[10]
     assert errors.getvalue().startswith("line 3: ")
-    assert await topic_size(kafka.bootstrap_servers, topic) == 2 * GOOD
+    assert await events_on_topic(kafka.bootstrap_servers, topic) == 2 * GOOD
     assert report.events_stored == GOOD
     assert report.duplicates == GOOD
 
@@ -116,4 +116,4 @@ def test_backfill_command_reads_a_file_and_says_which_lines_are_bad(
         if line.startswith("line ")
     ] == ["line 3", "line 10", "line 21"]
     assert "backfill: 34 records" in done.stderr
-    assert asyncio.run(topic_size(kafka.bootstrap_servers, topic)) == GOOD
+    assert asyncio.run(events_on_topic(kafka.bootstrap_servers, topic)) == GOOD

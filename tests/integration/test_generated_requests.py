@@ -27,7 +27,7 @@ from gateway_analytics.shared.publisher import KafkaPublisher
 from gateway_analytics.shared.settings import Settings
 from gateway_analytics.streams.replay import TimeRange, rebuild
 from tests.conftest import TopicFactory
-from tests.support import topic_size
+from tests.support import events_on_topic
 from tests.unit.test_properties import json_values, valid_events
 
 REQUESTS = 1200
@@ -138,7 +138,7 @@ def test_generated_requests_never_fail_and_every_accepted_event_is_counted(
 
     post_generated()
     topic = server.topic
-    on_topic = asyncio.run(topic_size(kafka.bootstrap_servers, topic))
+    on_topic = asyncio.run(events_on_topic(kafka.bootstrap_servers, topic))
     report = asyncio.run(
         rebuild(
             clickhouse=clickhouse,

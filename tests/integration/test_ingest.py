@@ -11,16 +11,21 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from aiokafka.partitioner import DefaultPartitioner
 
 from gateway_analytics.clickhouse.client import ClickHouse
 from gateway_analytics.http.app import create_app
-from gateway_analytics.shared.events import EventRecord
-from gateway_analytics.shared.kafka import create_producer, ensure_topic, stop_producer
+from gateway_analytics.shared.kafka import (
+    create_producer,
+    ensure_topic,
+    stop_producer,
+    topic_partitions,
+)
 from gateway_analytics.shared.local_kafka import LocalKafka
 from gateway_analytics.shared.publisher import KafkaPublisher
 from gateway_analytics.shared.settings import Settings
 from tests.conftest import KAFKA_CACHE_DIR, TopicFactory
-from tests.support import SEED_BATCH, SEED_POD, read_topic, topic_size
+from tests.support import SEED_BATCH, SEED_POD, read_events, topic_size
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_EVENTS = 50
@@ -74,18 +79,22 @@ def _pod_events(count: int) -> list[dict[str, str]]:
 
 
 async def test_seed_batch_is_acknowledged_only_once_on_the_topic(api: Api) -> None:
-    """A 202 lists one id per event, and every event is a record keyed by pod."""
+    """A 202 lists one id per event; the pod's events travel in one record, on
+    the partition Kafka's default partitioner gives the pod's key."""
     response = await api.client.post(EVENTS_PATH, json=SEED_BATCH)
 
     assert response.status == 202
     body = await response.json()
     assert body["accepted"] == 4
-    records = await read_topic(api.bootstrap_servers, api.topic, expected=4)
-    assert len(records) == 4
-    decoded = [EventRecord.model_validate_json(record.value) for record in records]
-    assert sorted(str(r.event.event_id) for r in decoded) == sorted(body["event_ids"])
-    assert {record.key for record in records} == {SEED_POD.encode()}
-    assert await topic_size(api.bootstrap_servers, api.topic) == 4
+    events = await read_events(api.bootstrap_servers, api.topic, expected=4)
+    ids = [str(event.event.event_id) for _, event in events]
+    assert ids == body["event_ids"]
+    partitions = sorted(
+        await topic_partitions(bootstrap_servers=api.bootstrap_servers, topic=api.topic)
+    )
+    pod_partition = DefaultPartitioner()(SEED_POD.encode(), partitions, partitions)
+    assert {(r.partition, r.offset) for r, _ in events} == {(pod_partition, 0)}
+    assert await topic_size(api.bootstrap_servers, api.topic) == 1
 
 
 async def test_event_time_defaults_to_receipt_and_given_ids_are_kept(api: Api) -> None:
@@ -106,9 +115,8 @@ async def test_event_time_defaults_to_receipt_and_given_ids_are_kept(api: Api) -
 
     assert response.status == 202
     assert (await response.json())["event_ids"][0] == event_id
-    records = await read_topic(api.bootstrap_servers, api.topic, expected=2)
-    by_offset = sorted(records, key=lambda record: record.offset)
-    first, second = (EventRecord.model_validate_json(r.value) for r in by_offset)
+    events = await read_events(api.bootstrap_servers, api.topic, expected=2)
+    first, second = (event for _, event in events)
     assert str(first.event.event_id) == event_id
     assert first.event.occurred_at == first.received_at
     assert second.event.occurred_at is not None

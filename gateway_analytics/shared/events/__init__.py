@@ -15,6 +15,7 @@ from gateway_analytics.shared.events.models import (
     event_list_adapter,
     resolve_records,
 )
+from gateway_analytics.shared.events.topic_values import decode_value, encode_values
 
 __all__ = [
     "EVENT_MODELS",
@@ -26,6 +27,8 @@ __all__ = [
     "EventType",
     "PodEntered",
     "SaleCompleted",
+    "decode_value",
+    "encode_values",
     "entity_key",
     "event_adapter",
     "event_list_adapter",
