@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
@@ -33,6 +34,13 @@ class EventPublisher(Protocol):
         """Return once every record is durable."""
 
 
+@lru_cache(maxsize=65_536)
+def _partition_index(key: bytes, partition_count: int) -> int:
+    # aiokafka's murmur2 is pure Python, and a busy gateway repeats its pods.
+    chosen: int = DefaultPartitioner()(key, range(partition_count), None)
+    return chosen
+
+
 def partitioned_values(
     records: Sequence[EventRecord], partitions: Sequence[int]
 ) -> list[tuple[int, bytes]]:
@@ -40,11 +48,10 @@ def partitioned_values(
 
     Records keep their order within a partition.
     """
-    choose = DefaultPartitioner()
     ordered = sorted(partitions)
     by_partition: dict[int, list[EventRecord]] = {}
     for record in records:
-        partition = choose(entity_key(record), ordered, ordered)
+        partition = ordered[_partition_index(entity_key(record), len(ordered))]
         by_partition.setdefault(partition, []).append(record)
     return [
         (partition, value)
