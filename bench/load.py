@@ -30,9 +30,9 @@ import aiohttp
 import clickhouse_connect
 from aiokafka import AIOKafkaConsumer
 
-from gateway_analytics.shared.events import PodEntered, resolve_records
+from gateway_analytics.shared.events import PodEntered, encode_events, join_values
 from gateway_analytics.shared.kafka import create_producer, topic_partitions
-from gateway_analytics.shared.publisher import partitioned_values
+from gateway_analytics.shared.publisher import group_by_partition
 
 BATCH = 100
 # The scratch table of the sink's limit: the columns a pod event fills.
@@ -95,11 +95,14 @@ def _records(count: int, partitions: list[int]) -> list[tuple[int, bytes]]:
     """Kafka records of ``count`` pod events, sent as the API sends a request."""
     pods = [uuid.uuid4() for _ in range(64)]
     events = [PodEntered(type="pod_entered", pod_id=pods[n % 64]) for n in range(count)]
-    records = resolve_records(events, received_at=datetime.now(UTC))
+    encoded = encode_events(events, received_at=datetime.now(UTC))
     return [
-        value
+        (partition, value)
         for start in range(0, count, BATCH)
-        for value in partitioned_values(records[start : start + BATCH], partitions)
+        for partition, group in group_by_partition(
+            encoded[start : start + BATCH], partitions
+        ).items()
+        for value in join_values(group)
     ]
 
 

@@ -3,8 +3,13 @@
 An event's partition follows from its key (its pod, or its own id), exactly
 as Kafka's default partitioner would place a record with that key; so one
 pod's events stay on one partition, in order, and a retried event lands
-where its first copy did. The events of a request bound for one partition
-travel together in as few Kafka records as their size allows.
+where its first copy did.
+
+Events bound for one partition travel together in as few Kafka records as
+their size allows, and not only those of one request: requests that publish
+while the event loop is busy with others join the records about to be sent.
+Under load a record then carries the events of many requests, which is what
+keeps the consumer's per-record cost small; a lone request waits for nobody.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from functools import lru_cache
+from dataclasses import dataclass, field
+from functools import lru_cache, partial
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
@@ -21,47 +27,63 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from gateway_analytics.shared.errors import PublishError
-from gateway_analytics.shared.events import EventRecord, encode_values, entity_key
+from gateway_analytics.shared.events import EncodedEvent
+from gateway_analytics.shared.events.topic_values import MAX_VALUE_BYTES
 from gateway_analytics.shared.metrics import KAFKA_PRODUCE_SECONDS
 
 logger = logging.getLogger(__name__)
 
 
 class EventPublisher(Protocol):
-    """Something that makes event records durable, or raises PublishError."""
+    """Something that makes encoded events durable, or raises PublishError."""
 
-    async def publish(self, records: Sequence[EventRecord]) -> None:
-        """Return once every record is durable."""
+    async def publish(self, events: Sequence[EncodedEvent]) -> None:
+        """Return once every event is durable."""
 
 
 @lru_cache(maxsize=65_536)
-def _partition_index(key: bytes, partition_count: int) -> int:
+def partition_index(key: bytes, partition_count: int) -> int:
+    """Which of ``partition_count`` partitions Kafka's default partitioner
+    gives ``key``, counting from 0."""
     # aiokafka's murmur2 is pure Python, and a busy gateway repeats its pods.
     chosen: int = DefaultPartitioner()(key, range(partition_count), None)
     return chosen
 
 
-def partitioned_values(
-    records: Sequence[EventRecord], partitions: Sequence[int]
-) -> list[tuple[int, bytes]]:
-    """The Kafka record values for ``records``, each with its partition.
-
-    Records keep their order within a partition.
-    """
+def group_by_partition(
+    events: Sequence[EncodedEvent], partitions: Sequence[int]
+) -> dict[int, list[bytes]]:
+    """The JSON of ``events`` per partition their keys select, in order."""
     ordered = sorted(partitions)
-    by_partition: dict[int, list[EventRecord]] = {}
-    for record in records:
-        partition = ordered[_partition_index(entity_key(record), len(ordered))]
-        by_partition.setdefault(partition, []).append(record)
-    return [
-        (partition, value)
-        for partition, group in by_partition.items()
-        for value in encode_values(group)
-    ]
+    groups: dict[int, list[bytes]] = {}
+    for event in events:
+        partition = ordered[partition_index(event.key, len(ordered))]
+        groups.setdefault(partition, []).append(event.json)
+    return groups
+
+
+@dataclass
+class _PendingRecord:
+    """Events waiting to leave together as one Kafka record."""
+
+    delivered: asyncio.Future[None]
+    events: list[bytes] = field(default_factory=list)
+    size_bytes: int = 2
+
+    def fits(self, event: bytes) -> bool:
+        return not self.events or self.size_bytes + len(event) + 1 <= MAX_VALUE_BYTES
+
+    def add(self, event: bytes) -> None:
+        self.events.append(event)
+        self.size_bytes += len(event) + 1
+
+    @property
+    def value(self) -> bytes:
+        return b"[" + b",".join(self.events) + b"]"
 
 
 class KafkaPublisher:
-    """Publishes event records to one topic and waits for every acknowledgement.
+    """Publishes events to one topic and waits for every acknowledgement.
 
     Args:
         producer: a started producer with idempotence enabled.
@@ -75,13 +97,20 @@ class KafkaPublisher:
         self._producer = producer
         self._topic = topic
         self._timeout_s = timeout_s
+        self._pending: dict[int, _PendingRecord] = {}
+        self._ready: list[tuple[int, _PendingRecord]] = []
+        self._flush_scheduled = False
+        # Records leave in the order their events were queued, so one
+        # partition's events keep their order on the topic.
+        self._sending = asyncio.Lock()
+        self._flushes: set[asyncio.Task[None]] = set()
 
-    async def publish(self, records: Sequence[EventRecord]) -> None:
-        """Send every record and return once the broker acknowledged them all.
+    async def publish(self, events: Sequence[EncodedEvent]) -> None:
+        """Send every event and return once the broker acknowledged them all.
 
         Raises:
             PublishError: the broker refused a record or did not answer within
-                the timeout. Some records may still have been written; the sink
+                the timeout. Some events may still have been written; the sink
                 counts a retried ``event_id`` once, within its deduplication
                 window.
         """
@@ -89,13 +118,14 @@ class KafkaPublisher:
         try:
             async with asyncio.timeout(self._timeout_s):
                 partitions = await self._producer.partitions_for(self._topic)
-                deliveries = [
-                    await self._producer.send(
-                        self._topic, value=value, partition=partition
-                    )
-                    for partition, value in partitioned_values(records, partitions)
-                ]
-                await asyncio.gather(*deliveries)
+                deliveries = self._queue(group_by_partition(events, partitions))
+                if not deliveries:
+                    return
+                # wait() leaves the shared deliveries alone when this request
+                # times out; other requests may be waiting for them too.
+                await asyncio.wait(deliveries)
+            for delivery in deliveries:
+                delivery.result()
             KAFKA_PRODUCE_SECONDS.observe(time.perf_counter() - started)
         except TimeoutError as error:
             raise PublishError(
@@ -103,3 +133,73 @@ class KafkaPublisher:
             ) from error
         except KafkaError as error:
             raise PublishError(f"Kafka refused the events: {error}") from error
+
+    def _queue(self, groups: dict[int, list[bytes]]) -> set[asyncio.Future[None]]:
+        """Add each partition's events to its pending record; their deliveries."""
+        loop = asyncio.get_running_loop()
+        deliveries = set()
+        for partition, encoded in groups.items():
+            pending = self._pending.get(partition)
+            for event in encoded:
+                if pending is None or not pending.fits(event):
+                    if pending is not None:
+                        self._ready.append((partition, pending))
+                    pending = _PendingRecord(delivered=loop.create_future())
+                    # Retrieved here too, for when every waiting request
+                    # has timed out and none reads the outcome.
+                    pending.delivered.add_done_callback(_retrieve)
+                    self._pending[partition] = pending
+                pending.add(event)
+                deliveries.add(pending.delivered)
+        if not self._flush_scheduled:
+            # Requests the loop runs before this callback join these records.
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return deliveries
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        records = self._ready + list(self._pending.items())
+        self._ready, self._pending = [], {}
+        task = asyncio.ensure_future(self._send(records))
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _send(self, records: list[tuple[int, _PendingRecord]]) -> None:
+        async with self._sending:
+            for number, (partition, pending) in enumerate(records):
+                try:
+                    sent = await self._producer.send(
+                        self._topic, value=pending.value, partition=partition
+                    )
+                except KafkaError as error:
+                    _settle(pending.delivered, error)
+                    continue
+                except asyncio.CancelledError:
+                    for _, unsent in records[number:]:
+                        _settle(unsent.delivered, KafkaError("publisher stopped"))
+                    raise
+                sent.add_done_callback(partial(_acknowledged, pending.delivered))
+
+
+def _acknowledged(
+    delivered: asyncio.Future[None], sent: asyncio.Future[object]
+) -> None:
+    if sent.cancelled():
+        _settle(delivered, KafkaError("the send was cancelled"))
+    else:
+        _settle(delivered, sent.exception())
+
+
+def _retrieve(delivered: asyncio.Future[None]) -> None:
+    if not delivered.cancelled():
+        delivered.exception()
+
+
+def _settle(delivered: asyncio.Future[None], error: BaseException | None) -> None:
+    if delivered.done():
+        return
+    if error is None:
+        delivered.set_result(None)
+    else:
+        delivered.set_exception(error)

@@ -18,7 +18,7 @@ from typing import TextIO
 
 from pydantic import ValidationError
 
-from gateway_analytics.shared.events import Event, event_adapter, resolve_records
+from gateway_analytics.shared.events import Event, encode_events, event_adapter
 from gateway_analytics.shared.progress import Progress
 from gateway_analytics.shared.publisher import EventPublisher
 
@@ -73,7 +73,7 @@ async def backfill(
 
 
 async def _publish(publisher: EventPublisher, events: list[Event]) -> int:
-    await publisher.publish(resolve_records(events, received_at=datetime.now(UTC)))
+    await publisher.publish(encode_events(events, received_at=datetime.now(UTC)))
     return len(events)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway_analytics.shared.events import PodEntered, resolve_records
+from gateway_analytics.shared.events import PodEntered, encode_events
 from gateway_analytics.shared.kafka import create_producer
 from gateway_analytics.shared.local_kafka import LocalKafka, free_port
 from gateway_analytics.shared.publisher import KafkaPublisher
@@ -40,7 +40,7 @@ async def _publish(bootstrap_servers: str, topic: str, count: int) -> None:
             PodEntered(type="pod_entered", pod_id=uuid.uuid4()) for _ in range(count)
         ]
         publisher = KafkaPublisher(producer=producer, topic=topic, timeout_s=10)
-        await publisher.publish(resolve_records(events, received_at=datetime.now(UTC)))
+        await publisher.publish(encode_events(events, received_at=datetime.now(UTC)))
     finally:
         await producer.stop()
 

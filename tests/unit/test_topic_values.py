@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 from pydantic import ValidationError
 
 from gateway_analytics.shared.events import (
+    ArtifactViewed,
+    CheckoutStarted,
     EventRecord,
     PodEntered,
     SaleCompleted,
     decode_value,
+    encode_events,
     encode_values,
     entity_key,
+    join_values,
     resolve_records,
     topic_values,
 )
-from gateway_analytics.shared.publisher import partitioned_values
+from gateway_analytics.shared.publisher import group_by_partition
 
 RECEIVED_AT = datetime(2024, 5, 20, 12, tzinfo=UTC)
 
@@ -72,32 +77,78 @@ def test_anything_else_is_refused(value: bytes) -> None:
         decode_value(value)
 
 
-def test_each_record_goes_to_its_keys_partition_in_order() -> None:
-    """Grouping puts a record where Kafka's default partitioner puts its key,
-    and keeps each partition's records in the order they came."""
-    records = _records(60, pods=5) + resolve_records(
+def _mixed_events() -> list[Any]:
+    pod, artifact = uuid.uuid4(), uuid.uuid4()
+    return [
+        PodEntered(type="pod_entered", pod_id=pod),
+        PodEntered(
+            type="pod_entered",
+            pod_id=pod,
+            event_id=uuid.uuid4(),
+            occurred_at=datetime(2024, 5, 19, 23, 59, 59, 999000, tzinfo=UTC),
+        ),
+        ArtifactViewed(type="artifact_viewed", artifact_id=artifact),
+        CheckoutStarted(
+            type="checkout_started", artifact_ids=[artifact, artifact], pod_id=pod
+        ),
+        SaleCompleted(
+            type="sale_completed", order_id=uuid.uuid4(), artifact_id=artifact
+        ),
+    ]
+
+
+def test_encoded_events_decode_to_the_records_they_resolve_to() -> None:
+    """encode_events writes what resolve_records would, with the same ids,
+    keys and times, and events keep their given ids and times."""
+    events = _mixed_events()
+
+    encoded = encode_events(events, received_at=RECEIVED_AT)
+
+    decoded = [
+        r
+        for value in join_values([e.json for e in encoded])
+        for r in decode_value(value)
+    ]
+    assert [str(r.event.event_id) for r in decoded] == [e.event_id for e in encoded]
+    assert [entity_key(r) for r in decoded] == [e.key for e in encoded]
+    resolved = resolve_records(
         [
-            SaleCompleted(
-                type="sale_completed",
-                order_id=uuid.uuid4(),
-                artifact_id=uuid.uuid4(),
-            )
+            event.model_copy(update={"event_id": record.event.event_id})
+            for event, record in zip(events, decoded, strict=True)
         ],
         received_at=RECEIVED_AT,
     )
+    assert decoded == resolved
+    assert decoded[1].event.event_id == events[1].event_id
+
+
+def test_encoded_events_get_distinct_fresh_ids() -> None:
+    """Events without an event_id each get a new random UUID."""
+    events = [PodEntered(type="pod_entered", pod_id=uuid.uuid4()) for _ in range(500)]
+
+    ids = [e.event_id for e in encode_events(events, received_at=RECEIVED_AT)]
+
+    assert len(set(ids)) == 500
+    assert {uuid.UUID(i).version for i in ids} == {4}
+
+
+def test_each_event_goes_to_its_keys_partition_in_order() -> None:
+    """Grouping puts an event where Kafka's default partitioner puts its key,
+    and keeps each partition's events in the order they came."""
+    pods = [uuid.uuid4() for _ in range(5)]
+    events = [
+        PodEntered(type="pod_entered", pod_id=pods[n % 5]) for n in range(60)
+    ] + _mixed_events()
+    encoded = encode_events(events, received_at=RECEIVED_AT)
     partitions = [0, 1, 2, 3, 4, 5]
 
-    values = partitioned_values(records, partitions)
+    groups = group_by_partition(encoded, partitions)
 
     choose = DefaultPartitioner()
-    for partition, value in values:
-        decoded = decode_value(value)
-        assert {choose(entity_key(r), partitions, partitions) for r in decoded} == {
-            partition
-        }
-        assert decoded == [
-            r
-            for r in records
-            if choose(entity_key(r), partitions, partitions) == partition
+    for partition, group in groups.items():
+        assert group == [
+            e.json
+            for e in encoded
+            if choose(e.key, partitions, partitions) == partition
         ]
-    assert sum(len(decode_value(v)) for _, v in values) == len(records)
+    assert sum(len(group) for group in groups.values()) == len(encoded)

@@ -15,12 +15,19 @@ from gateway_analytics.shared.events.models import (
     event_list_adapter,
     resolve_records,
 )
-from gateway_analytics.shared.events.topic_values import decode_value, encode_values
+from gateway_analytics.shared.events.topic_values import (
+    EncodedEvent,
+    decode_value,
+    encode_events,
+    encode_values,
+    join_values,
+)
 
 __all__ = [
     "EVENT_MODELS",
     "ArtifactViewed",
     "CheckoutStarted",
+    "EncodedEvent",
     "Event",
     "EventBatch",
     "EventRecord",
@@ -28,9 +35,11 @@ __all__ = [
     "PodEntered",
     "SaleCompleted",
     "decode_value",
+    "encode_events",
     "encode_values",
     "entity_key",
     "event_adapter",
     "event_list_adapter",
+    "join_values",
     "resolve_records",
 ]

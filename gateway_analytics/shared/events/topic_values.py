@@ -8,12 +8,19 @@ record on its own, is read too: topics written that way stay replayable.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterator, Sequence
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, NamedTuple
 
 from pydantic import Field, TypeAdapter
 
-from gateway_analytics.shared.events.models import EventRecord
+from gateway_analytics.shared.events.models import (
+    Event,
+    EventRecord,
+    event_list_adapter,
+)
 
 # Kafka refuses records above about 1 MiB by default; half of that leaves
 # room for the record's framing and for brokers configured lower.
@@ -22,25 +29,83 @@ MAX_VALUE_BYTES = 512 * 1024
 _record_list: TypeAdapter[list[EventRecord]] = TypeAdapter(
     Annotated[list[EventRecord], Field(min_length=1)]
 )
+_VARIANT_DIGITS = "89ab"
+_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-def encode_values(records: Sequence[EventRecord]) -> Iterator[bytes]:
-    """Kafka record values holding ``records`` in order.
+class EncodedEvent(NamedTuple):
+    """One event ready for the topic: its id, its record key and its JSON.
+
+    ``json`` is the event's :class:`EventRecord` as JSON; ``key`` is what
+    :func:`~gateway_analytics.shared.events.entity_key` gives that record.
+    """
+
+    event_id: str
+    key: bytes
+    json: bytes
+
+
+def encode_events(
+    events: Sequence[Event], *, received_at: datetime
+) -> list[EncodedEvent]:
+    """Resolve each event's id and time, as the record will be stored, and
+    encode it.
+
+    The result decodes to what :func:`resolve_records` returns, but is built
+    from one serialization of the whole list: the API does this for every
+    event it accepts.
+    """
+    received = received_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    fresh_ids = _fresh_ids(sum(1 for event in events if event.event_id is None))
+    encoded = []
+    for fields in event_list_adapter.dump_python(list(events), mode="json"):
+        if fields["event_id"] is None:
+            fields["event_id"] = next(fresh_ids)
+        if fields["occurred_at"] is None:
+            fields["occurred_at"] = received
+        key = fields["pod_id"] or fields["event_id"]
+        record = {"received_at": received, "event": fields}
+        encoded.append(
+            EncodedEvent(fields["event_id"], key.encode(), _compact(record).encode())
+        )
+    return encoded
+
+
+def _fresh_ids(count: int) -> Iterator[str]:
+    """``count`` random (version 4) UUIDs in their text form, from one read of
+    the system's randomness rather than one read each."""
+    digits = os.urandom(16 * count).hex()
+    for start in range(0, 32 * count, 32):
+        hex_id = digits[start : start + 32]
+        # Version 4 in the 13th digit; the variant's two high bits are 10.
+        variant = _VARIANT_DIGITS[int(hex_id[16], 16) & 3]
+        yield (
+            f"{hex_id[:8]}-{hex_id[8:12]}-4{hex_id[13:16]}-"
+            f"{variant}{hex_id[17:20]}-{hex_id[20:]}"
+        )
+
+
+def join_values(encoded: Sequence[bytes]) -> Iterator[bytes]:
+    """Kafka record values holding the encoded event records in order.
 
     A value holds as many records as fit in :data:`MAX_VALUE_BYTES`; a record
     larger than that on its own gets a value of its own.
     """
     pending: list[bytes] = []
     size = 2
-    for record in records:
-        encoded = record.model_dump_json().encode()
-        if pending and size + len(encoded) + 1 > MAX_VALUE_BYTES:
+    for record in encoded:
+        if pending and size + len(record) + 1 > MAX_VALUE_BYTES:
             yield b"[" + b",".join(pending) + b"]"
             pending, size = [], 2
-        pending.append(encoded)
-        size += len(encoded) + 1
+        pending.append(record)
+        size += len(record) + 1
     if pending:
         yield b"[" + b",".join(pending) + b"]"
+
+
+def encode_values(records: Sequence[EventRecord]) -> Iterator[bytes]:
+    """Kafka record values holding ``records`` in order (see :func:`join_values`)."""
+    return join_values([record.model_dump_json().encode() for record in records])
 
 
 def decode_value(value: bytes) -> list[EventRecord]:
