@@ -79,6 +79,31 @@ class ClickHouse:
             settings=settings,
         )
 
+    async def insert_raw(
+        self,
+        table: str,
+        data: bytes,
+        *,
+        data_format: str,
+        settings: Mapping[str, Any],
+        deduplication_token: str | None = None,
+    ) -> None:
+        """Insert ``data``, text in ClickHouse's ``data_format``, in one insert.
+
+        ClickHouse parses the data itself, which costs this process nothing
+        per row. ``deduplication_token`` is as for :meth:`insert`.
+        """
+        chosen = dict(settings)
+        if deduplication_token is not None:
+            chosen["insert_deduplication_token"] = deduplication_token
+        await self._run(
+            self._client.raw_insert,
+            table,
+            insert_block=data,
+            fmt=data_format,
+            settings=chosen,
+        )
+
     async def close(self) -> None:
         """Wait for running statements, then close the connection."""
         await asyncio.get_running_loop().run_in_executor(

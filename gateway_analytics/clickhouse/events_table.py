@@ -1,18 +1,24 @@
 """Rows of ``analytics_events``: how consumed event records are stored.
 
-The table answers the sink's two questions cheaply through projections kept
-inside every part: where to resume each Kafka partition, and which event ids
-are already stored.
+Records go in as JSON through the table's intake, which ClickHouse unpacks
+into rows (see the migration that creates it). The table answers the sink's
+two questions cheaply through projections kept inside every part: where to
+resume each Kafka partition, and which event ids are already stored.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from itertools import groupby
+from typing import NamedTuple
 from uuid import UUID
 
+from pydantic import TypeAdapter
+
 from gateway_analytics.clickhouse.client import ClickHouse
+from gateway_analytics.shared.errors import StorageError
 from gateway_analytics.shared.events import EventRecord
 
 TABLE = "analytics_events"
@@ -28,6 +34,18 @@ COLUMNS = (
     "kafka_partition",
     "kafka_offset",
 )
+_INTAKE_FEED = f"{TABLE}_intake_feed"
+# The intake as the feeding view's stored query names it: bare, or qualified
+# with its database, either part possibly in backquotes.
+_INTAKE_SOURCE = re.compile(rf"\bFROM\s+(?:`?\w+`?\.)?`?{TABLE}_intake`?(?=\s)")
+_INTAKE_ROW = b'{"kafka_partition":%d,"kafka_offset":%d,"records":%s}\n'
+_INTAKE_SETTINGS = {
+    # pydantic writes RFC 3339 times, which the basic parser refuses.
+    "date_time_input_format": "best_effort",
+    # The intake keeps no blocks; the tables its views feed compare tokens.
+    "deduplicate_blocks_in_dependent_materialized_views": 1,
+}
+_record_list: TypeAdapter[list[EventRecord]] = TypeAdapter(list[EventRecord])
 
 
 class ConsumedRecord(NamedTuple):
@@ -38,29 +56,30 @@ class ConsumedRecord(NamedTuple):
     offset: int
 
 
-def to_row(consumed: ConsumedRecord) -> tuple[Any, ...]:
-    """The table row of one consumed record, in :data:`COLUMNS` order."""
-    event = consumed.record.event
-    # Read the fields a type lacks from __dict__: getattr with a default goes
-    # through pydantic's __getattr__ and an exception per missing field.
-    fields = event.__dict__
-    return (
-        event.event_id,
-        event.type,
-        event.pod_id,
-        fields.get("artifact_id"),
-        fields.get("artifact_ids", []),
-        fields.get("order_id"),
-        event.occurred_at,
-        consumed.record.received_at,
-        consumed.partition,
-        consumed.offset,
-    )
+def intake_rows(records: Sequence[ConsumedRecord]) -> bytes:
+    """The intake's JSONEachRow text for ``records``: one row per Kafka record.
+
+    Consecutive records from one Kafka record share a row. pydantic writes the
+    JSON again rather than passing the topic's bytes on, so ClickHouse always
+    reads the one form it expects, and only the events the sink kept.
+    """
+    rows = []
+    for (partition, offset), group in groupby(
+        records, key=lambda consumed: (consumed.partition, consumed.offset)
+    ):
+        events = _record_list.dump_json([consumed.record for consumed in group])
+        rows.append(_INTAKE_ROW % (partition, offset, events))
+    return b"".join(rows)
 
 
 def batch_token(records: Iterable[ConsumedRecord]) -> str:
     """A deduplication token naming exactly the Kafka positions of a batch."""
     return ",".join(f"{r.partition}:{r.offset}" for r in records)
+
+
+def intake_table(table: str = TABLE) -> str:
+    """The Null table whose view feeds ``table``."""
+    return f"{table}_intake"
 
 
 async def insert_records(
@@ -71,15 +90,44 @@ async def insert_records(
 ) -> None:
     """Insert consumed records in one insert, which ClickHouse stores as one part.
 
-    The insert carries a token built from the records' Kafka positions, so
-    retrying it after an unclear failure cannot store the batch twice.
+    The records go in through the table's intake (see the migration creating
+    it). The insert carries a token built from the records' Kafka positions,
+    so retrying it after an unclear failure cannot store the batch twice.
     """
-    await clickhouse.insert(
-        table,
-        [to_row(record) for record in records],
-        COLUMNS,
+    await clickhouse.insert_raw(
+        intake_table(table),
+        intake_rows(records),
+        data_format="JSONEachRow",
+        settings=_INTAKE_SETTINGS,
         deduplication_token=batch_token(records),
     )
+
+
+async def create_intake(clickhouse: ClickHouse, table: str) -> None:
+    """Give ``table``, a copy of the events table, an intake of its own."""
+    rows = await clickhouse.query(
+        "SELECT as_select FROM system.tables "
+        "WHERE database = currentDatabase() AND name = {name:String}",
+        {"name": _INTAKE_FEED},
+    )
+    if not rows:
+        raise StorageError(f"the view {_INTAKE_FEED} does not exist; run migrate")
+    select, replaced = _INTAKE_SOURCE.subn(
+        f"FROM {intake_table(table)}", str(rows[0][0])
+    )
+    if replaced != 1:
+        raise StorageError(f"the view {_INTAKE_FEED} does not read its intake once")
+    await drop_intake(clickhouse, table)
+    await clickhouse.command(f"CREATE TABLE {intake_table(table)} AS {intake_table()}")
+    await clickhouse.command(
+        f"CREATE MATERIALIZED VIEW {intake_table(table)}_feed TO {table} AS {select}"
+    )
+
+
+async def drop_intake(clickhouse: ClickHouse, table: str) -> None:
+    """Remove what :func:`create_intake` made for ``table``, if anything."""
+    await clickhouse.command(f"DROP VIEW IF EXISTS {intake_table(table)}_feed")
+    await clickhouse.command(f"DROP TABLE IF EXISTS {intake_table(table)}")
 
 
 async def stored_offsets(

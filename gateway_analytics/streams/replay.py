@@ -33,7 +33,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from gateway_analytics.clickhouse.client import ClickHouse
-from gateway_analytics.clickhouse.events_table import TABLE
+from gateway_analytics.clickhouse.events_table import (
+    TABLE,
+    create_intake,
+    drop_intake,
+)
 from gateway_analytics.clickhouse.rollups import catch_up_rollups, rebuild_rollups
 from gateway_analytics.shared.errors import ConfigurationError
 from gateway_analytics.shared.events import EventRecord
@@ -111,6 +115,7 @@ async def rebuild(
         )
     await clickhouse.command(f"DROP TABLE IF EXISTS {REBUILD_TABLE}")
     await clickhouse.command(f"CREATE TABLE {REBUILD_TABLE} AS {TABLE}")
+    await create_intake(clickhouse, REBUILD_TABLE)
     rows_kept = await _keep_rows_outside(clickhouse, time_range)
 
     sink = EventSink(
@@ -127,6 +132,8 @@ async def rebuild(
         progress.advance(len(batch))
     progress.finish()
 
+    # Its view names the rebuild table, which the exchange gives the old rows.
+    await drop_intake(clickhouse, REBUILD_TABLE)
     await clickhouse.command(f"EXCHANGE TABLES {TABLE} AND {REBUILD_TABLE}")
     caught_up = await _catch_up(clickhouse, ends, time_range)
     if catch_up_delay_s:

@@ -1,0 +1,102 @@
+"""Consumed records into analytics_events through its intake, as the sink does."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from gateway_analytics.clickhouse.client import ClickHouse
+from gateway_analytics.clickhouse.events_table import ConsumedRecord, insert_records
+from gateway_analytics.shared.events import (
+    ArtifactViewed,
+    CheckoutStarted,
+    PodEntered,
+    SaleCompleted,
+    resolve_records,
+)
+
+POD = uuid.UUID("6f1c2a44-0b7e-4d5a-9c1e-2f8b3d4a5e60")
+ARTIFACT = uuid.UUID("0d4e5f60-7a8b-4c9d-8e0f-1a2b3c4d5e6f")
+OTHER_ARTIFACT = uuid.UUID("9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d")
+ORDER = uuid.UUID("3c2b1a09-8f7e-4d6c-9b5a-4e3d2c1b0a9f")
+# A microsecond before midnight: stored to the millisecond, it must stay in
+# the day it happened rather than round up into the next one.
+LAST_MOMENT = datetime(2024, 3, 10, 23, 59, 59, 999999, tzinfo=UTC)
+
+
+def _consumed() -> list[ConsumedRecord]:
+    """One event of every type; the first two share a Kafka record."""
+    events = [
+        PodEntered(type="pod_entered", pod_id=POD, occurred_at=LAST_MOMENT),
+        ArtifactViewed(type="artifact_viewed", artifact_id=ARTIFACT),
+        CheckoutStarted(
+            type="checkout_started",
+            artifact_ids=[ARTIFACT, OTHER_ARTIFACT],
+            pod_id=POD,
+        ),
+        SaleCompleted(
+            type="sale_completed", order_id=ORDER, artifact_id=ARTIFACT, pod_id=POD
+        ),
+    ]
+    records = resolve_records(events, received_at=datetime.now(UTC))
+    positions = [(0, 7), (0, 7), (0, 8), (2, 3)]
+    return [
+        ConsumedRecord(record, partition, offset)
+        for record, (partition, offset) in zip(records, positions, strict=True)
+    ]
+
+
+async def _stored_rows(clickhouse: ClickHouse) -> list[tuple[object, ...]]:
+    return await clickhouse.query(
+        "SELECT type, pod_id, artifact_id, artifact_ids, order_id, occurred_at, "
+        "kafka_partition, kafka_offset FROM analytics_events "
+        "ORDER BY kafka_partition DESC, kafka_offset, type"
+    )
+
+
+async def test_every_field_of_every_type_is_stored(clickhouse: ClickHouse) -> None:
+    consumed = _consumed()
+
+    await insert_records(clickhouse, consumed)
+
+    rows = await _stored_rows(clickhouse)
+    assert [row[:5] for row in rows] == [
+        ("sale_completed", POD, ARTIFACT, [], ORDER),
+        ("artifact_viewed", None, ARTIFACT, [], None),
+        ("pod_entered", POD, None, [], None),
+        ("checkout_started", POD, None, [ARTIFACT, OTHER_ARTIFACT], None),
+    ]
+    assert [row[6:] for row in rows] == [(2, 3), (0, 7), (0, 7), (0, 8)]
+    # The client reads DateTime64 columns back as naive UTC times.
+    assert rows[2][5] == LAST_MOMENT.replace(microsecond=999000, tzinfo=None)
+    ids = await clickhouse.query("SELECT event_id FROM analytics_events")
+    assert {row[0] for row in ids} == {c.record.event.event_id for c in consumed}
+
+
+async def test_a_retried_insert_is_stored_once_in_one_part(
+    clickhouse: ClickHouse,
+) -> None:
+    """The same batch again, as after an unclear failure, adds nothing anywhere."""
+    consumed = _consumed()
+
+    await insert_records(clickhouse, consumed)
+    await insert_records(clickhouse, consumed)
+
+    for table, expected in (
+        ("analytics_events", 4),
+        ("pod_counts", 3),
+        ("artifact_counts", 4),
+    ):
+        column = "count()" if table == "analytics_events" else "sum(total)"
+        totals = await clickhouse.query(f"SELECT {column} FROM {table}")
+        assert totals == [(expected,)], table
+        parts = await clickhouse.query(
+            "SELECT count() FROM system.parts WHERE active "
+            "AND database = currentDatabase() AND table = {table:String}",
+            {"table": table},
+        )
+        assert parts == [(1,)], table
+    day = await clickhouse.query(
+        "SELECT bucket FROM pod_counts WHERE type = 'pod_entered'"
+    )
+    assert day[0][0].date() == LAST_MOMENT.date()
