@@ -8,6 +8,7 @@ resume each Kafka partition, and which event ids are already stored.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -20,6 +21,8 @@ from pydantic import TypeAdapter
 from gateway_analytics.clickhouse.client import ClickHouse
 from gateway_analytics.shared.errors import StorageError
 from gateway_analytics.shared.events import EventRecord
+
+logger = logging.getLogger(__name__)
 
 TABLE = "analytics_events"
 COLUMNS = (
@@ -48,26 +51,45 @@ _INTAKE_SETTINGS = {
 _record_list: TypeAdapter[list[EventRecord]] = TypeAdapter(list[EventRecord])
 
 
+class TopicValue(NamedTuple):
+    """A Kafka record's value as it was consumed, and how many events it holds."""
+
+    data: bytes
+    events: int
+
+
 class ConsumedRecord(NamedTuple):
-    """An event record and the place in the topic it was read from."""
+    """An event record and the place in the topic it was read from.
+
+    ``value``, when given, is the whole Kafka record the event came in,
+    shared by every event decoded from it.
+    """
 
     record: EventRecord
     partition: int
     offset: int
+    value: TopicValue | None = None
 
 
-def intake_rows(records: Sequence[ConsumedRecord]) -> bytes:
+def intake_rows(records: Sequence[ConsumedRecord], *, reuse_values: bool) -> bytes:
     """The intake's JSONEachRow text for ``records``: one row per Kafka record.
 
-    Consecutive records from one Kafka record share a row. pydantic writes the
-    JSON again rather than passing the topic's bytes on, so ClickHouse always
-    reads the one form it expects, and only the events the sink kept.
+    Consecutive records from one Kafka record share a row. With
+    ``reuse_values``, a Kafka record whose events are all here goes in as the
+    bytes it was consumed as, which spares writing it again; otherwise, and
+    for a record of which the sink dropped some events, pydantic writes the
+    JSON anew, in the one form ClickHouse is sure to read.
     """
     rows = []
-    for (partition, offset), group in groupby(
+    for (partition, offset), grouped in groupby(
         records, key=lambda consumed: (consumed.partition, consumed.offset)
     ):
-        events = _record_list.dump_json([consumed.record for consumed in group])
+        group = list(grouped)
+        value = group[0].value
+        if reuse_values and value is not None and value.events == len(group):
+            events = value.data
+        else:
+            events = _record_list.dump_json([consumed.record for consumed in group])
         rows.append(_INTAKE_ROW % (partition, offset, events))
     return b"".join(rows)
 
@@ -93,13 +115,36 @@ async def insert_records(
     The records go in through the table's intake (see the migration creating
     it). The insert carries a token built from the records' Kafka positions,
     so retrying it after an unclear failure cannot store the batch twice.
+
+    Topic values are passed on as they came where possible. The API writes
+    them in the form ClickHouse reads, but a topic may hold values another
+    producer wrote in other forms the contract accepts (a UUID in braces, a
+    lower-case ``t`` in a time), which ClickHouse refuses; such an insert,
+    which stores nothing, is made again from JSON pydantic writes.
     """
+    token = batch_token(records)
+    try:
+        await _insert_intake(
+            clickhouse, table, intake_rows(records, reuse_values=True), token
+        )
+    except StorageError as error:
+        if not any(consumed.value is not None for consumed in records):
+            raise
+        logger.info("Writing a batch's records anew after: %s", error)
+        await _insert_intake(
+            clickhouse, table, intake_rows(records, reuse_values=False), token
+        )
+
+
+async def _insert_intake(
+    clickhouse: ClickHouse, table: str, rows: bytes, token: str
+) -> None:
     await clickhouse.insert_raw(
         intake_table(table),
-        intake_rows(records),
+        rows,
         data_format="JSONEachRow",
         settings=_INTAKE_SETTINGS,
-        deduplication_token=batch_token(records),
+        deduplication_token=token,
     )
 
 

@@ -35,6 +35,7 @@ from gateway_analytics.clickhouse.client import ClickHouse
 from gateway_analytics.clickhouse.events_table import (
     TABLE,
     ConsumedRecord,
+    TopicValue,
     insert_records,
     stored_event_ids,
     stored_offsets,
@@ -224,8 +225,11 @@ class EventSink:
             SINK_EVENTS.labels("dead_letter").inc()
             self.dead_letters += 1
             return []
+        data = message.value or b""
+        # A bare object is one record alone, not the array the intake reads.
+        value = TopicValue(data, len(records)) if data.lstrip()[:1] == b"[" else None
         return [
-            ConsumedRecord(record, message.partition, message.offset)
+            ConsumedRecord(record, message.partition, message.offset, value)
             for record in records
         ]
 

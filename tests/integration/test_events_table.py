@@ -6,12 +6,19 @@ import uuid
 from datetime import UTC, datetime
 
 from gateway_analytics.clickhouse.client import ClickHouse
-from gateway_analytics.clickhouse.events_table import ConsumedRecord, insert_records
+from gateway_analytics.clickhouse.events_table import (
+    ConsumedRecord,
+    TopicValue,
+    insert_records,
+)
 from gateway_analytics.shared.events import (
     ArtifactViewed,
     CheckoutStarted,
     PodEntered,
     SaleCompleted,
+    decode_value,
+    encode_events,
+    join_values,
     resolve_records,
 )
 
@@ -100,3 +107,44 @@ async def test_a_retried_insert_is_stored_once_in_one_part(
         "SELECT bucket FROM pod_counts WHERE type = 'pod_entered'"
     )
     assert day[0][0].date() == LAST_MOMENT.date()
+
+
+def _as_consumed(value: bytes, partition: int, offset: int) -> list[ConsumedRecord]:
+    """The records of one topic value, as the sink hands them on."""
+    records = decode_value(value)
+    topic_value = TopicValue(value, len(records))
+    return [ConsumedRecord(r, partition, offset, topic_value) for r in records]
+
+
+async def test_a_value_in_a_form_clickhouse_refuses_is_written_anew(
+    clickhouse: ClickHouse,
+) -> None:
+    """The contract takes a UUID in braces and a lower-case t; ClickHouse does
+    not, and the insert falls back to pydantic's JSON."""
+    value = (
+        b'[{"received_at":"2024-03-10t12:00:00z","event":{"type":"pod_entered",'
+        b'"pod_id":"{%s}","event_id":"%s","occurred_at":"2024-03-10T17:30:00+05:30"}}]'
+        % (str(POD).encode(), str(uuid.uuid4()).encode())
+    )
+
+    await insert_records(clickhouse, _as_consumed(value, 1, 4))
+
+    rows = await clickhouse.query("SELECT pod_id, occurred_at FROM analytics_events")
+    assert rows == [(POD, datetime(2024, 3, 10, 12, 0))]
+
+
+async def test_a_value_the_sink_kept_only_part_of_stores_only_that_part(
+    clickhouse: ClickHouse,
+) -> None:
+    events = [PodEntered(type="pod_entered", pod_id=uuid.uuid4()) for _ in range(3)]
+    value = next(
+        join_values(
+            [e.json for e in encode_events(events, received_at=datetime.now(UTC))]
+        )
+    )
+    consumed = _as_consumed(value, 0, 0)
+
+    await insert_records(clickhouse, [consumed[0], consumed[2]])
+
+    rows = await clickhouse.query("SELECT pod_id FROM analytics_events")
+    assert {row[0] for row in rows} == {events[0].pod_id, events[2].pod_id}
