@@ -1,8 +1,9 @@
 """The event contract: what a gateway may send, and what travels on the topic.
 
 Gateways post :class:`EventBatch` bodies. The API resolves each event's
-``event_id`` and ``occurred_at`` and publishes it as an :class:`EventRecord`,
-one Kafka record per event; the sink agent decodes the same model.
+``event_id`` and ``occurred_at`` and publishes it as an :class:`EventRecord`
+(several travel in one Kafka record, see ``topic_values``); the sink agent
+decodes the same model.
 """
 
 from __future__ import annotations
