@@ -3,12 +3,9 @@
 ``ingest``: posts 100-event batches over keep-alive connections at full
 concurrency and reports events/s and request latency.
 ``produce``: the ingest limit, a plain producer (the API's settings) sending
-the same records as fast as it can: each 100-event batch grouped by
-partition, as the API groups a request.
-``fill``: writes N events straight to a topic in those records, for the sink
-stage.
+the records the API wrote as fast as it can.
 ``sink-limit``: a plain consumer (getmany) plus inserts of the same batch
-size into a scratch table: the sink's limit.
+size into a scratch database: the sink's limit.
 ``steady``: posts at a fixed rate and measures, for sampled requests, the
 time from the 202 until the GET endpoint counts them.
 
@@ -23,27 +20,20 @@ import json
 import statistics
 import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 import clickhouse_connect
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from gateway_analytics.shared.events import PodEntered, encode_events, join_values
+from gateway_analytics.clickhouse.client import connect
+from gateway_analytics.clickhouse.migrations import migrate
 from gateway_analytics.shared.kafka import create_producer, topic_partitions
-from gateway_analytics.shared.publisher import group_by_partition
 
 BATCH = 100
-# The scratch table of the sink's limit: the columns a pod event fills.
-LIMIT_COLUMNS = (
-    "event_id",
-    "type",
-    "pod_id",
-    "occurred_at",
-    "kafka_partition",
-    "kafka_offset",
-)
+LIMIT_DATABASE = "sink_limit"
+# An intake row as the sink builds it, around a record's value as it came.
+LIMIT_ROW = b'{"kafka_partition":%d,"kafka_offset":%d,"records":%s}\n'
 LOAD_DAY = "2024-05-20T12:00:00Z"
 SAMPLE_DAY = "2024-05-19T12:00:00Z"
 
@@ -91,27 +81,49 @@ async def ingest(url: str, events: int, concurrency: int) -> dict[str, Any]:
     }
 
 
-def _records(count: int, partitions: list[int]) -> list[tuple[int, bytes]]:
-    """Kafka records of ``count`` pod events, sent as the API sends a request."""
-    pods = [uuid.uuid4() for _ in range(64)]
-    events = [PodEntered(type="pod_entered", pod_id=pods[n % 64]) for n in range(count)]
-    encoded = encode_events(events, received_at=datetime.now(UTC))
-    return [
-        (partition, value)
-        for start in range(0, count, BATCH)
-        for partition, group in group_by_partition(
-            encoded[start : start + BATCH], partitions
-        ).items()
-        for value in join_values(group)
-    ]
-
-
-async def produce(bootstrap_servers: str, topic: str, events: int) -> dict[str, Any]:
-    """Send ``events`` events with the API's producer settings, all in flight."""
-    partitions = await topic_partitions(
-        bootstrap_servers=bootstrap_servers, topic=topic
+async def topic_records(bootstrap_servers: str, topic: str) -> list[tuple[int, bytes]]:
+    """Every record on ``topic`` as (partition, value), read to its end."""
+    numbers = await topic_partitions(bootstrap_servers=bootstrap_servers, topic=topic)
+    partitions = [TopicPartition(topic, number) for number in numbers]
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
     )
-    records = _records(events, sorted(partitions))
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        records: list[tuple[int, bytes]] = []
+        wanted = sum(ends.values())  # the topic is fresh: its offsets start at 0
+        while len(records) < wanted:
+            fetched = await consumer.getmany(timeout_ms=1000)
+            records.extend(
+                (message.partition, message.value or b"")
+                for messages in fetched.values()
+                for message in messages
+            )
+    finally:
+        await consumer.stop()
+    return records
+
+
+def events_in(value: bytes) -> int:
+    """How many events a record holds, found without parsing it."""
+    return value.count(b'"received_at"')
+
+
+async def produce(
+    bootstrap_servers: str, source_topic: str, topic: str
+) -> dict[str, Any]:
+    """Send the records the API wrote to ``source_topic`` again, all in flight.
+
+    The same values to the same partitions, with the API's producer settings;
+    only the sending is timed.
+    """
+    records = await topic_records(bootstrap_servers, source_topic)
+    events = sum(events_in(value) for _, value in records)
     producer = create_producer(bootstrap_servers=bootstrap_servers)
     await producer.start()
     try:
@@ -124,21 +136,22 @@ async def produce(bootstrap_servers: str, topic: str, events: int) -> dict[str, 
         elapsed_s = time.perf_counter() - started
     finally:
         await producer.stop()
-    return {"events_per_s": events / elapsed_s}
+    return {"events_per_s": events / elapsed_s, "records": len(records)}
 
 
 async def sink_limit(
     bootstrap_servers: str, topic: str, events: int, batch: int, clickhouse_url: str
 ) -> dict[str, Any]:
-    """Consume ``events`` events and insert them in batches into a scratch table."""
-    client = clickhouse_connect.get_client(dsn=clickhouse_url)
-    client.command("DROP TABLE IF EXISTS sink_limit")
-    client.command(
-        "CREATE TABLE sink_limit (event_id UUID, type LowCardinality(String), "
-        "pod_id Nullable(UUID), occurred_at DateTime64(3, 'UTC'), "
-        "kafka_partition UInt32, kafka_offset UInt64) ENGINE = MergeTree "
-        "ORDER BY (occurred_at, event_id)"
-    )
+    """Consume ``events`` events and insert them, ``batch`` at most per insert.
+
+    The scratch database has the real tables and views, and the records go
+    into the intake as the sink's rows do, but straight from the topic's
+    bytes: no decoding, no duplicate check, no Faust.
+    """
+    setup = connect(url=clickhouse_url, database=LIMIT_DATABASE)
+    await migrate(setup)
+    await setup.close()
+    client = clickhouse_connect.get_client(dsn=clickhouse_url, database=LIMIT_DATABASE)
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap_servers,
@@ -152,40 +165,34 @@ async def sink_limit(
     try:
         while stored < events:
             fetched = await consumer.getmany(timeout_ms=1000, max_records=batch)
-            rows = [
-                (
-                    uuid.UUID(event["event_id"]),
-                    event["type"],
-                    uuid.UUID(event["pod_id"]),
-                    datetime.fromisoformat(event["occurred_at"]),
-                    message.partition,
-                    message.offset,
-                )
-                for messages in fetched.values()
-                for message in messages
-                for event in (record["event"] for record in json.loads(message.value))
-            ]
-            # Inserts of at most ``batch`` events, as the sink makes them.
-            for start in range(0, len(rows), batch):
-                await asyncio.to_thread(
-                    client.insert,
-                    "sink_limit",
-                    rows[start : start + batch],
-                    column_names=LIMIT_COLUMNS,
-                )
-            stored += len(rows)
+            rows: list[bytes] = []
+            in_rows = 0
+            for message in (m for messages in fetched.values() for m in messages):
+                value = message.value or b""
+                count = events_in(value)
+                if rows and in_rows + count > batch:
+                    await _insert_intake(client, rows)
+                    rows, in_rows = [], 0
+                rows.append(LIMIT_ROW % (message.partition, message.offset, value))
+                in_rows += count
+                stored += count
+            if rows:
+                await _insert_intake(client, rows)
         elapsed_s = time.perf_counter() - started
     finally:
         await consumer.stop()
+        client.close()
     return {"events_per_s": stored / elapsed_s}
 
 
-async def fill(bootstrap_servers: str, topic: str, events: int) -> dict[str, Any]:
-    """Write ``events`` events to ``topic`` in chunks, for the sink stage."""
-    chunk = 100_000
-    for start in range(0, events, chunk):
-        await produce(bootstrap_servers, topic, min(chunk, events - start))
-    return {"events": events}
+async def _insert_intake(client: Any, rows: list[bytes]) -> None:
+    await asyncio.to_thread(
+        client.raw_insert,
+        "analytics_events_intake",
+        insert_block=b"".join(rows),
+        fmt="JSONEachRow",
+        settings={"date_time_input_format": "best_effort"},
+    )
 
 
 async def steady(
@@ -262,12 +269,11 @@ async def steady(
 def main() -> None:
     """Run one mode and print its figures as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "mode", choices=["ingest", "produce", "fill", "sink-limit", "steady"]
-    )
+    parser.add_argument("mode", choices=["ingest", "produce", "sink-limit", "steady"])
     parser.add_argument("--url", default="")
     parser.add_argument("--bootstrap-servers", default="")
     parser.add_argument("--topic", default="")
+    parser.add_argument("--source-topic", default="")
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--batch", type=int, default=10_000)
@@ -277,8 +283,7 @@ def main() -> None:
     a = parser.parse_args()
     work = {
         "ingest": lambda: ingest(a.url, a.events, a.concurrency),
-        "produce": lambda: produce(a.bootstrap_servers, a.topic, a.events),
-        "fill": lambda: fill(a.bootstrap_servers, a.topic, a.events),
+        "produce": lambda: produce(a.bootstrap_servers, a.source_topic, a.topic),
         "sink-limit": lambda: sink_limit(
             a.bootstrap_servers, a.topic, a.events, a.batch, a.clickhouse_url
         ),

@@ -48,7 +48,7 @@ from gateway_analytics.clickhouse.counts import Entity, fetch_counts
 from gateway_analytics.clickhouse.migrations import MIGRATIONS_DIR, migrate
 from gateway_analytics.http.app import create_app
 from gateway_analytics.http.count_parameters import PARAMETERS_OF, parse_parameters
-from gateway_analytics.shared.events import EventRecord
+from gateway_analytics.shared.events import EncodedEvent
 from gateway_analytics.shared.local_kafka import free_port
 from gateway_analytics.shared.settings import Settings
 
@@ -113,7 +113,7 @@ class Requests:
 class _NoPublisher:
     """The count endpoints never publish."""
 
-    async def publish(self, records: Sequence[EventRecord]) -> None:
+    async def publish(self, events: Sequence[EncodedEvent]) -> None:
         raise RuntimeError("a count request published events")
 
 
