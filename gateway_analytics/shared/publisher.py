@@ -28,7 +28,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from gateway_analytics.shared.errors import PublishError
 from gateway_analytics.shared.events import EncodedEvent
-from gateway_analytics.shared.events.topic_values import MAX_VALUE_BYTES
+from gateway_analytics.shared.events.topic_values import ValueBuilder
 from gateway_analytics.shared.metrics import KAFKA_PRODUCE_SECONDS
 
 logger = logging.getLogger(__name__)
@@ -67,19 +67,7 @@ class _PendingRecord:
     """Events waiting to leave together as one Kafka record."""
 
     delivered: asyncio.Future[None]
-    events: list[bytes] = field(default_factory=list)
-    size_bytes: int = 2
-
-    def fits(self, event: bytes) -> bool:
-        return not self.events or self.size_bytes + len(event) + 1 <= MAX_VALUE_BYTES
-
-    def add(self, event: bytes) -> None:
-        self.events.append(event)
-        self.size_bytes += len(event) + 1
-
-    @property
-    def value(self) -> bytes:
-        return b"[" + b",".join(self.events) + b"]"
+    builder: ValueBuilder = field(default_factory=ValueBuilder)
 
 
 class KafkaPublisher:
@@ -141,7 +129,7 @@ class KafkaPublisher:
         for partition, encoded in groups.items():
             pending = self._pending.get(partition)
             for event in encoded:
-                if pending is None or not pending.fits(event):
+                if pending is None or not pending.builder.fits(event):
                     if pending is not None:
                         self._ready.append((partition, pending))
                     pending = _PendingRecord(delivered=loop.create_future())
@@ -149,7 +137,7 @@ class KafkaPublisher:
                     # has timed out and none reads the outcome.
                     pending.delivered.add_done_callback(_retrieve)
                     self._pending[partition] = pending
-                pending.add(event)
+                pending.builder.add(event)
                 deliveries.add(pending.delivered)
         if not self._flush_scheduled:
             # Requests the loop runs before this callback join these records.
@@ -170,7 +158,7 @@ class KafkaPublisher:
             for number, (partition, pending) in enumerate(records):
                 try:
                     sent = await self._producer.send(
-                        self._topic, value=pending.value, partition=partition
+                        self._topic, value=pending.builder.value, partition=partition
                     )
                 except KafkaError as error:
                     _settle(pending.delivered, error)

@@ -7,25 +7,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from gateway_analytics.clickhouse.client import ClickHouse
 from gateway_analytics.clickhouse.events_table import ConsumedRecord, insert_records
-from gateway_analytics.http.app import create_app
 from gateway_analytics.shared.events import EventRecord
-from gateway_analytics.shared.settings import Settings
+from tests.integration.count_reference import api_client
 
 POD_A = "00000000-0000-4000-8000-00000000000a"
 POD_B = "ffffffff-0000-4000-8000-00000000000b"
 ARTIFACT = "6b7ccf45-2a29-4c78-8b21-2d3f1ad97f77"
 OTHER_ARTIFACT = "0b7ccf45-2a29-4c78-8b21-2d3f1ad97f77"
-
-
-class RefusingPublisher:
-    """The count endpoints never publish; any call is a test failure."""
-
-    async def publish(self, records: Any) -> None:
-        raise AssertionError("a count query published events")
 
 
 def _record(event: dict[str, Any]) -> EventRecord:
@@ -46,10 +38,7 @@ async def _store(clickhouse: ClickHouse, *events: dict[str, Any]) -> None:
 @pytest.fixture
 async def client(clickhouse: ClickHouse) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
     """The API on a test server, reading from a fresh database."""
-    app = create_app(
-        settings=Settings(), clickhouse=clickhouse, publisher=RefusingPublisher()
-    )
-    async with TestClient(TestServer(app)) as test_client:
+    async with api_client(clickhouse) as test_client:
         yield test_client
 
 

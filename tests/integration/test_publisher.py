@@ -11,8 +11,12 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
-from gateway_analytics.shared import publisher as publisher_module
-from gateway_analytics.shared.events import EncodedEvent, PodEntered, encode_events
+from gateway_analytics.shared.events import (
+    EncodedEvent,
+    PodEntered,
+    encode_events,
+    topic_values,
+)
 from gateway_analytics.shared.kafka import create_producer, topic_partitions
 from gateway_analytics.shared.local_kafka import LocalKafka
 from gateway_analytics.shared.publisher import KafkaPublisher
@@ -85,7 +89,7 @@ async def test_a_record_never_passes_the_size_limit(
     publisher = KafkaPublisher(producer=producer, topic=topic, timeout_s=10)
     events = _request(50)
     limit_bytes = 2 + 10 * (len(events[0].json) + 1)
-    monkeypatch.setattr(publisher_module, "MAX_VALUE_BYTES", limit_bytes)
+    monkeypatch.setattr(topic_values, "MAX_VALUE_BYTES", limit_bytes)
 
     await asyncio.gather(publisher.publish(events[:25]), publisher.publish(events[25:]))
 

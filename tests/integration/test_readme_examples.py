@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from gateway_analytics.clickhouse.client import ClickHouse
-from gateway_analytics.http.app import create_app
-from gateway_analytics.shared.settings import Settings
 from tests.conftest import REPO_ROOT
+from tests.integration.count_reference import api_client
 
 EXAMPLES = re.findall(
     r"^GET (/api/analytics/\S+)$",
@@ -22,20 +20,10 @@ EXAMPLES = re.findall(
 )
 
 
-class RefusingPublisher:
-    """The count endpoints never publish; any call is a test failure."""
-
-    async def publish(self, records: Any) -> None:
-        raise AssertionError("a count query published events")
-
-
 @pytest.fixture
 async def client(clickhouse: ClickHouse) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
     """The API on a test server, reading from a fresh database."""
-    app = create_app(
-        settings=Settings(), clickhouse=clickhouse, publisher=RefusingPublisher()
-    )
-    async with TestClient(TestServer(app)) as test_client:
+    async with api_client(clickhouse) as test_client:
         yield test_client
 
 

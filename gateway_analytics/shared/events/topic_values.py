@@ -85,22 +85,48 @@ def _fresh_ids(count: int) -> Iterator[str]:
         )
 
 
-def join_values(encoded: Sequence[bytes]) -> Iterator[bytes]:
-    """Kafka record values holding the encoded event records in order.
+class ValueBuilder:
+    """One Kafka record value being filled with encoded event records.
 
-    A value holds as many records as fit in :data:`MAX_VALUE_BYTES`; a record
-    larger than that on its own gets a value of its own.
+    It holds as many as fit in :data:`MAX_VALUE_BYTES`; a record larger than
+    that on its own still gets a value of its own.
     """
-    pending: list[bytes] = []
-    size = 2
+
+    def __init__(self) -> None:
+        self._records: list[bytes] = []
+        self._size_bytes = 2  # the brackets
+
+    def fits(self, record: bytes) -> bool:
+        """Whether ``record`` may join the value without passing the limit."""
+        return (
+            not self._records or self._size_bytes + len(record) + 1 <= MAX_VALUE_BYTES
+        )
+
+    def add(self, record: bytes) -> None:
+        """Append ``record``; check :meth:`fits` first."""
+        self._records.append(record)
+        self._size_bytes += len(record) + 1
+
+    def __bool__(self) -> bool:
+        return bool(self._records)
+
+    @property
+    def value(self) -> bytes:
+        """The JSON array of the records added, in order."""
+        return b"[" + b",".join(self._records) + b"]"
+
+
+def join_values(encoded: Sequence[bytes]) -> Iterator[bytes]:
+    """Kafka record values holding the encoded event records in order, as
+    many to a value as :class:`ValueBuilder` lets fit."""
+    builder = ValueBuilder()
     for record in encoded:
-        if pending and size + len(record) + 1 > MAX_VALUE_BYTES:
-            yield b"[" + b",".join(pending) + b"]"
-            pending, size = [], 2
-        pending.append(record)
-        size += len(record) + 1
-    if pending:
-        yield b"[" + b",".join(pending) + b"]"
+        if not builder.fits(record):
+            yield builder.value
+            builder = ValueBuilder()
+        builder.add(record)
+    if builder:
+        yield builder.value
 
 
 def encode_values(records: Sequence[EventRecord]) -> Iterator[bytes]:
