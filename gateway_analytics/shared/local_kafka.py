@@ -52,6 +52,19 @@ logger.apache.level = WARN
 """
 
 
+def new_cluster_id() -> str:
+    """A random cluster id in Kafka's own form: a UUID in URL-safe base64.
+
+    One id in 64 would begin with ``-``, which the storage tool's argument
+    parser reads as an option; Kafka never hands out such ids, so neither
+    does this.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def fetch_kafka(cache_dir: Path) -> Path:
     """Resolve the broker's jars into ``cache_dir`` once; return their folder.
 
@@ -273,13 +286,12 @@ class LocalKafka:
         return config
 
     def _format_storage(self, libs: Path, config: Path) -> None:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         process = self._spawn(
             libs,
             "kafka.tools.StorageTool",
             "format",
             "--cluster-id",
-            cluster_id,
+            new_cluster_id(),
             "--config",
             str(config),
         )
