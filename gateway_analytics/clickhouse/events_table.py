@@ -71,32 +71,62 @@ class ConsumedRecord(NamedTuple):
     value: TopicValue | None = None
 
 
-def intake_rows(records: Sequence[ConsumedRecord], *, reuse_values: bool) -> bytes:
-    """The intake's JSONEachRow text for ``records``: one row per Kafka record.
+class ConsumedValue(NamedTuple):
+    """A whole Kafka record to be stored as it was consumed, its events not
+    decoded: a value whose events the API validated and gave fresh ids."""
 
-    Consecutive records from one Kafka record share a row. With
-    ``reuse_values``, a Kafka record whose events are all here goes in as the
-    bytes it was consumed as, which spares writing it again; otherwise, and
-    for a record of which the sink dropped some events, pydantic writes the
-    JSON anew, in the one form ClickHouse is sure to read.
+    value: TopicValue
+    partition: int
+    offset: int
+
+
+Consumed = ConsumedRecord | ConsumedValue
+
+
+def stored_events(items: Iterable[Consumed]) -> int:
+    """How many events ``items`` hold."""
+    return sum(
+        item.value.events if isinstance(item, ConsumedValue) else 1 for item in items
+    )
+
+
+def intake_rows(items: Sequence[Consumed], *, reuse_values: bool) -> bytes:
+    """The intake's JSONEachRow text for ``items``: one row per Kafka record.
+
+    Consecutive records from one Kafka record share a row, and a
+    :class:`ConsumedValue` is a row of its own bytes. With ``reuse_values``,
+    a Kafka record whose events are all here goes in as the bytes it was
+    consumed as, which spares writing it again; otherwise, and for a record
+    of which the sink dropped some events, pydantic writes the JSON anew, in
+    the one form ClickHouse is sure to read.
     """
     rows = []
     for (partition, offset), grouped in groupby(
-        records, key=lambda consumed: (consumed.partition, consumed.offset)
+        items, key=lambda item: (item.partition, item.offset)
     ):
         group = list(grouped)
-        value = group[0].value
-        if reuse_values and value is not None and value.events == len(group):
+        first = group[0]
+        value = first.value
+        whole = value is not None and value.events == len(group)
+        if value is not None and (
+            isinstance(first, ConsumedValue) or (reuse_values and whole)
+        ):
             events = value.data
         else:
-            events = _record_list.dump_json([consumed.record for consumed in group])
+            records = [i.record for i in group if isinstance(i, ConsumedRecord)]
+            events = _record_list.dump_json(records)
         rows.append(_INTAKE_ROW % (partition, offset, events))
     return b"".join(rows)
 
 
-def batch_token(records: Iterable[ConsumedRecord]) -> str:
-    """A deduplication token naming exactly the Kafka positions of a batch."""
-    return ",".join(f"{r.partition}:{r.offset}" for r in records)
+def batch_token(items: Iterable[Consumed]) -> str:
+    """A deduplication token naming exactly the Kafka positions of a batch.
+
+    Each position appears once however many of its events the batch holds,
+    so a batch and the same batch with its values decoded share a token.
+    """
+    positions = dict.fromkeys((item.partition, item.offset) for item in items)
+    return ",".join(f"{partition}:{offset}" for partition, offset in positions)
 
 
 def intake_table(table: str = TABLE) -> str:
@@ -106,7 +136,7 @@ def intake_table(table: str = TABLE) -> str:
 
 async def insert_records(
     clickhouse: ClickHouse,
-    records: Sequence[ConsumedRecord],
+    records: Sequence[Consumed],
     *,
     table: str = TABLE,
 ) -> None:
@@ -120,7 +150,9 @@ async def insert_records(
     them in the form ClickHouse reads, but a topic may hold values another
     producer wrote in other forms the contract accepts (a UUID in braces, a
     lower-case ``t`` in a time), which ClickHouse refuses; such an insert,
-    which stores nothing, is made again from JSON pydantic writes.
+    which stores nothing, is made again from JSON pydantic writes. A batch
+    holding a :class:`ConsumedValue` is not made again here: its error is
+    raised, for the caller to decode that value and insert anew.
     """
     token = batch_token(records)
     try:
@@ -128,7 +160,9 @@ async def insert_records(
             clickhouse, table, intake_rows(records, reuse_values=True), token
         )
     except StorageError as error:
-        if not any(consumed.value is not None for consumed in records):
+        if any(isinstance(item, ConsumedValue) for item in records) or not any(
+            item.value is not None for item in records
+        ):
             raise
         logger.info("Writing a batch's records anew after: %s", error)
         await _insert_intake(

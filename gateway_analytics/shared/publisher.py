@@ -10,6 +10,8 @@ their size allows, and not only those of one request: requests that publish
 while the event loop is busy with others join the records about to be sent.
 Under load a record then carries the events of many requests, which is what
 keeps the consumer's per-record cost small; a lone request waits for nobody.
+A record whose events all got their ids here says so in its headers (see
+:class:`~gateway_analytics.shared.events.topic_values.ValueBuilder`).
 """
 
 from __future__ import annotations
@@ -52,13 +54,13 @@ def partition_index(key: bytes, partition_count: int) -> int:
 
 def group_by_partition(
     events: Sequence[EncodedEvent], partitions: Sequence[int]
-) -> dict[int, list[bytes]]:
-    """The JSON of ``events`` per partition their keys select, in order."""
+) -> dict[int, list[EncodedEvent]]:
+    """``events`` per partition their keys select, in order."""
     ordered = sorted(partitions)
-    groups: dict[int, list[bytes]] = {}
+    groups: dict[int, list[EncodedEvent]] = {}
     for event in events:
         partition = ordered[partition_index(event.key, len(ordered))]
-        groups.setdefault(partition, []).append(event.json)
+        groups.setdefault(partition, []).append(event)
     return groups
 
 
@@ -122,14 +124,16 @@ class KafkaPublisher:
         except KafkaError as error:
             raise PublishError(f"Kafka refused the events: {error}") from error
 
-    def _queue(self, groups: dict[int, list[bytes]]) -> set[asyncio.Future[None]]:
+    def _queue(
+        self, groups: dict[int, list[EncodedEvent]]
+    ) -> set[asyncio.Future[None]]:
         """Add each partition's events to its pending record; their deliveries."""
         loop = asyncio.get_running_loop()
         deliveries = set()
         for partition, encoded in groups.items():
             pending = self._pending.get(partition)
             for event in encoded:
-                if pending is None or not pending.builder.fits(event):
+                if pending is None or not pending.builder.fits(event.json):
                     if pending is not None:
                         self._ready.append((partition, pending))
                     pending = _PendingRecord(delivered=loop.create_future())
@@ -137,7 +141,7 @@ class KafkaPublisher:
                     # has timed out and none reads the outcome.
                     pending.delivered.add_done_callback(_retrieve)
                     self._pending[partition] = pending
-                pending.builder.add(event)
+                pending.builder.add(event.json, minted_id=event.minted_id)
                 deliveries.add(pending.delivered)
         if not self._flush_scheduled:
             # Requests the loop runs before this callback join these records.
@@ -158,7 +162,10 @@ class KafkaPublisher:
             for number, (partition, pending) in enumerate(records):
                 try:
                     sent = await self._producer.send(
-                        self._topic, value=pending.builder.value, partition=partition
+                        self._topic,
+                        value=pending.builder.value,
+                        partition=partition,
+                        headers=pending.builder.headers,
                     )
                 except KafkaError as error:
                     _settle(pending.delivered, error)

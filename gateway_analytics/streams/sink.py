@@ -13,6 +13,12 @@ Three checks make redelivery harmless:
   client's retry and is dropped. One event always lands on one partition (it
   is keyed by pod or by its own id), so one sink sees both copies in order.
 
+A Kafka record whose header says the API validated its events and minted
+all their ids can repeat nothing but itself, which the offsets already
+catch; unless a replay filters events, it is stored as it came, not decoded.
+Should ClickHouse refuse it after all, the batch is decoded and made again,
+and a record that is not the contract goes to the dead letters as any other.
+
 Limits: two sinks that both believe they own a partition (a stalled member
 that has not yet noticed the rebalance) can each insert the same batch; and
 retries further apart than the window are counted twice.
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -34,15 +41,18 @@ from pydantic import ValidationError
 from gateway_analytics.clickhouse.client import ClickHouse
 from gateway_analytics.clickhouse.events_table import (
     TABLE,
+    Consumed,
     ConsumedRecord,
+    ConsumedValue,
     TopicValue,
     insert_records,
     stored_event_ids,
+    stored_events,
     stored_offsets,
 )
 from gateway_analytics.clickhouse.rollups import catch_up_rollups
 from gateway_analytics.shared.errors import StorageError
-from gateway_analytics.shared.events import EventRecord, decode_value
+from gateway_analytics.shared.events import EventRecord, decode_value, fresh_events
 from gateway_analytics.shared.metrics import (
     SINK_BATCH_EVENTS,
     SINK_EVENTS,
@@ -157,7 +167,8 @@ class EventSink:
                 self._owned -= set(partitions)
 
     async def write(self, messages: Sequence[Any]) -> None:
-        """Store the events of ``messages``, Kafka messages with raw values.
+        """Store the events of ``messages``, Kafka messages with raw values
+        and their headers.
 
         The events go in as few inserts as ``batch_size`` allows. A message's
         events always share one insert, and inserts follow the messages'
@@ -167,42 +178,91 @@ class EventSink:
         await self._resumed.wait()
         async with self._storing:
             messages = self._drop_stored(messages)
-            batch: list[ConsumedRecord] = []
+            batch: list[Consumed] = []
+            batch_events = 0
             for message in messages:
-                records = [
-                    record
-                    for record in await self._decode(message)
-                    if self._keep is None or self._keep(record.record)
-                ]
-                if batch and len(batch) + len(records) > self._batch_size:
-                    await self._store(batch)
-                    batch = []
-                batch.extend(records)
-            await self._store(batch)
+                items = await self._consume(message)
+                events = stored_events(items)
+                if batch and batch_events + events > self._batch_size:
+                    await self._store(batch, messages)
+                    batch, batch_events = [], 0
+                batch.extend(items)
+                batch_events += events
+            await self._store(batch, messages)
             for message in messages:
                 self._stored_offsets[message.partition] = max(
                     message.offset, self._stored_offsets.get(message.partition, -1)
                 )
 
-    async def _store(self, batch: list[ConsumedRecord]) -> None:
-        records = await self._drop_duplicates(batch)
-        if not records:
+    async def _store(self, batch: list[Consumed], messages: Sequence[Any]) -> None:
+        """Insert ``batch``, whose items came from ``messages``."""
+        items = await self._drop_duplicates(batch, messages)
+        if not items:
             return
         started = time.perf_counter()
+        items = await self._insert(items, messages)
+        elapsed_s = time.perf_counter() - started
+        events = stored_events(items)
+        if not events:
+            return
+        logger.info(
+            "Flushed %d events to ClickHouse in %.0f ms", events, elapsed_s * 1000
+        )
+        SINK_BATCH_EVENTS.observe(events)
+        SINK_INSERT_SECONDS.observe(elapsed_s)
+        SINK_EVENTS.labels("stored").inc(events)
+        self.inserted += events
+
+    async def _insert(
+        self, items: list[Consumed], messages: Sequence[Any]
+    ) -> list[Consumed]:
+        """Insert ``items``, retrying until it succeeds; what was inserted.
+
+        A batch holding whole values gets one try as it is. Should it fail,
+        its values are decoded, in case ClickHouse refused one of them, and
+        the batch is retried as events.
+        """
+        if any(isinstance(item, ConsumedValue) for item in items):
+            try:
+                await insert_records(self._clickhouse, items, table=self._table)
+                return items
+            except StorageError as error:
+                SINK_RETRIES.labels("insert").inc()
+                logger.warning("Decoding a batch ClickHouse refused: %s", error)
+                items = await self._decode_values(items, messages)
+                if not items:
+                    return items
         await self._until_done(
-            lambda: insert_records(self._clickhouse, records, table=self._table),
+            lambda: insert_records(self._clickhouse, items, table=self._table),
             "insert",
         )
-        elapsed_s = time.perf_counter() - started
-        logger.info(
-            "Flushed %d events to ClickHouse in %.0f ms",
-            len(records),
-            elapsed_s * 1000,
-        )
-        SINK_BATCH_EVENTS.observe(len(records))
-        SINK_INSERT_SECONDS.observe(elapsed_s)
-        SINK_EVENTS.labels("stored").inc(len(records))
-        self.inserted += len(records)
+        return items
+
+    async def _consume(self, message: Any) -> list[Consumed]:
+        """What of ``message`` to store: its value whole, or its events."""
+        fresh = fresh_events(message.headers)
+        if fresh is not None and self._keep is None and message.value:
+            value = TopicValue(message.value, fresh)
+            return [ConsumedValue(value, message.partition, message.offset)]
+        return [
+            consumed
+            for consumed in await self._decode(message)
+            if self._keep is None or self._keep(consumed.record)
+        ]
+
+    async def _decode_values(
+        self, items: list[Consumed], messages: Sequence[Any]
+    ) -> list[Consumed]:
+        """``items`` with every value decoded into the events it holds."""
+        by_position = {(m.partition, m.offset): m for m in messages}
+        decoded: list[Consumed] = []
+        for item in items:
+            if isinstance(item, ConsumedValue):
+                message = by_position[(item.partition, item.offset)]
+                decoded.extend(await self._decode(message))
+            else:
+                decoded.append(item)
+        return decoded
 
     async def _decode(self, message: Any) -> list[ConsumedRecord]:
         try:
@@ -253,10 +313,22 @@ class EventSink:
         return fresh
 
     async def _drop_duplicates(
-        self, records: list[ConsumedRecord]
-    ) -> list[ConsumedRecord]:
+        self, items: list[Consumed], messages: Sequence[Any]
+    ) -> list[Consumed]:
+        """``items`` without the events that repeat a stored or earlier one.
+
+        Only decoded events can be retries: a fresh value's ids are new. But
+        a client may send one of them again once the API has answered with
+        it; should that copy share a batch with the fresh value, the batch's
+        values are decoded so that both are weighed as any two events are.
+        """
+        records = [item for item in items if isinstance(item, ConsumedRecord)]
         if not records:
-            return records
+            return items
+        fresh_ids = _fresh_ids(items)
+        if fresh_ids and any(str(_event_id(r)) in fresh_ids for r in records):
+            items = await self._decode_values(items, messages)
+            records = [item for item in items if isinstance(item, ConsumedRecord)]
         earliest = min(_utc(r.record.received_at) for r in records)
         stored = await self._until_done(
             lambda: stored_event_ids(
@@ -268,18 +340,22 @@ class EventSink:
             "read_event_ids",
         )
         seen: dict[UUID, datetime] = {k: _utc(v) for k, v in stored.items()}
-        unique = []
-        for consumed in records:
-            event_id, received_at = _event_id(consumed), consumed.record.received_at
+        unique: list[Consumed] = []
+        for item in items:
+            if isinstance(item, ConsumedValue):
+                unique.append(item)
+                continue
+            event_id, received_at = _event_id(item), item.record.received_at
             previous = seen.get(event_id)
             if previous is not None and previous >= received_at - self._dedup_window:
                 continue
             seen[event_id] = received_at
-            unique.append(consumed)
-        if len(unique) < len(records):
-            SINK_EVENTS.labels("duplicate").inc(len(records) - len(unique))
-            self.duplicates += len(records) - len(unique)
-            logger.info("Dropped %d retried events", len(records) - len(unique))
+            unique.append(item)
+        dropped = len(items) - len(unique)
+        if dropped:
+            SINK_EVENTS.labels("duplicate").inc(dropped)
+            self.duplicates += dropped
+            logger.info("Dropped %d retried events", dropped)
         return unique
 
     async def _until_done(
@@ -301,6 +377,20 @@ class EventSink:
                 )
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, self._max_retry_backoff_s)
+
+
+# How the API writes an event's id into a fresh value.
+_WRITTEN_EVENT_ID = re.compile(rb'"event_id":"([0-9a-f-]{36})"')
+
+
+def _fresh_ids(items: Sequence[Consumed]) -> set[str]:
+    """The ids, in text, of the events in the fresh values among ``items``."""
+    return {
+        found.decode()
+        for item in items
+        if isinstance(item, ConsumedValue)
+        for found in _WRITTEN_EVENT_ID.findall(item.value.data)
+    }
 
 
 def _event_id(consumed: ConsumedRecord) -> UUID:

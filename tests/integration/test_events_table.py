@@ -5,12 +5,17 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+import pytest
+
 from gateway_analytics.clickhouse.client import ClickHouse
 from gateway_analytics.clickhouse.events_table import (
     ConsumedRecord,
+    ConsumedValue,
     TopicValue,
+    batch_token,
     insert_records,
 )
+from gateway_analytics.shared.errors import StorageError
 from gateway_analytics.shared.events import (
     ArtifactViewed,
     CheckoutStarted,
@@ -148,3 +153,48 @@ async def test_a_value_the_sink_kept_only_part_of_stores_only_that_part(
 
     rows = await clickhouse.query("SELECT pod_id FROM analytics_events")
     assert {row[0] for row in rows} == {events[0].pod_id, events[2].pod_id}
+
+
+def _fresh_value(count: int) -> bytes:
+    events = [PodEntered(type="pod_entered", pod_id=uuid.uuid4()) for _ in range(count)]
+    encoded = encode_events(events, received_at=datetime.now(UTC))
+    return next(join_values([e.json for e in encoded]))
+
+
+async def test_whole_values_and_decoded_records_share_one_insert(
+    clickhouse: ClickHouse,
+) -> None:
+    """A value stored undecoded sits beside decoded records in one part, and
+    the batch's token is the one its fully decoded form would have."""
+    value = _fresh_value(5)
+    decoded = _consumed()
+    batch = [ConsumedValue(TopicValue(value, 5), 1, 9), *decoded]
+
+    await insert_records(clickhouse, batch)
+    await insert_records(clickhouse, [*_as_consumed(value, 1, 9), *decoded])
+
+    stored = await clickhouse.query(
+        "SELECT kafka_partition, kafka_offset, count() FROM analytics_events "
+        "GROUP BY kafka_partition, kafka_offset ORDER BY kafka_partition, kafka_offset"
+    )
+    assert stored == [(0, 7, 2), (0, 8, 1), (1, 9, 5), (2, 3, 1)]
+    ids = await clickhouse.query("SELECT toString(event_id) FROM analytics_events")
+    assert {row[0] for row in ids} >= {
+        str(r.event.event_id) for r in decode_value(value)
+    }
+    assert batch_token(batch) == "1:9,0:7,0:8,2:3"
+
+
+async def test_a_refused_value_is_left_for_the_sink_to_decode(
+    clickhouse: ClickHouse,
+) -> None:
+    """ClickHouse refusing an undecoded value raises; nothing is stored."""
+    batch = [
+        ConsumedValue(TopicValue(_fresh_value(3), 3), 0, 0),
+        ConsumedValue(TopicValue(b"not json", 1), 0, 1),
+    ]
+
+    with pytest.raises(StorageError):
+        await insert_records(clickhouse, batch)
+
+    assert await clickhouse.query("SELECT count() FROM analytics_events") == [(0,)]

@@ -23,10 +23,12 @@ from gateway_analytics.clickhouse.events_table import ConsumedRecord, insert_rec
 from gateway_analytics.shared.events import (
     EventRecord,
     PodEntered,
+    encode_events,
     entity_key,
     resolve_records,
 )
 from gateway_analytics.shared.local_kafka import LocalKafka
+from gateway_analytics.shared.publisher import KafkaPublisher
 from gateway_analytics.streams.replay import TimeRange, rebuild
 from tests.conftest import TopicFactory
 
@@ -152,6 +154,59 @@ async def test_rebuilding_a_time_range_replaces_only_that_range(
     assert 0 < stored < 40
     outside_stray = (str(PODS[0]), "2024-05-25T01:00:00Z", 1)
     assert sorted(rebuilt) == sorted([*expected, outside_stray])
+
+
+async def _publish_as_the_api(
+    bootstrap_servers: str, topic: str, batches: list[list[PodEntered]]
+) -> list[str]:
+    """Publish each batch as one request to the API would; the ids, in order."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers, enable_idempotence=True
+    )
+    await producer.start()
+    try:
+        publisher = KafkaPublisher(producer=producer, topic=topic, timeout_s=30)
+        event_ids = []
+        for number, batch in enumerate(batches):
+            received_at = DAY + timedelta(days=20, seconds=30 * number)
+            encoded = encode_events(batch, received_at=received_at)
+            await publisher.publish(encoded)
+            event_ids.extend(event.event_id for event in encoded)
+    finally:
+        await producer.stop()
+    return event_ids
+
+
+async def test_rebuilding_what_the_api_wrote_counts_each_event_once(
+    kafka: LocalKafka, topic_factory: TopicFactory, clickhouse: ClickHouse
+) -> None:
+    """Records of fresh events, whole or filtered by a range, and a client's
+    resends under the ids the API minted, each count once."""
+    topic = await topic_factory()
+    moments = [DAY + timedelta(hours=7 * n) for n in range(40)]
+    events = [
+        PodEntered(type="pod_entered", pod_id=PODS[n % len(PODS)], occurred_at=moment)
+        for n, moment in enumerate(moments)
+    ]
+    minted = await _publish_as_the_api(kafka.bootstrap_servers, topic, [events])
+    resent = [
+        event.model_copy(update={"event_id": uuid.UUID(event_id)})
+        for event, event_id in list(zip(events, minted, strict=True))[::5]
+    ]
+    await _publish_as_the_api(kafka.bootstrap_servers, topic, [resent])
+
+    stored = await _rebuild(clickhouse, kafka, topic, TimeRange())
+    whole = await _counts(clickhouse)
+    since, until = DAY + timedelta(days=2), DAY + timedelta(days=5)
+    in_range = await _rebuild(clickhouse, kafka, topic, TimeRange(since, until))
+    after_range = await _counts(clickhouse)
+
+    assert stored == 40
+    assert sum(total for *_, total in whole) == 40
+    assert in_range == sum(since <= moment < until for moment in moments)
+    assert sorted(after_range) == sorted(whole)
+    ids = await clickhouse.query("SELECT toString(event_id) FROM analytics_events")
+    assert sorted(row[0] for row in ids) == sorted(minted)
 
 
 def test_replay_command_rebuilds_from_the_topic(

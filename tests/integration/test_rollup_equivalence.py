@@ -56,6 +56,7 @@ class Message(NamedTuple):
     offset: int
     key: bytes
     value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 # --- one stored history, asked every question -------------------------------

@@ -17,14 +17,20 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from gateway_analytics.clickhouse.client import ClickHouse, connect
 from gateway_analytics.clickhouse.events_table import ConsumedRecord, insert_records
+from gateway_analytics.shared import events
 from gateway_analytics.shared.events import (
+    FRESH_EVENTS_HEADER,
     EventRecord,
     PodEntered,
+    encode_events,
     entity_key,
+    fresh_events,
     resolve_records,
 )
 from gateway_analytics.shared.local_kafka import LocalKafka
+from gateway_analytics.shared.publisher import KafkaPublisher
 from gateway_analytics.shared.settings import Settings
+from gateway_analytics.streams import sink as sink_module
 from gateway_analytics.streams.app import create_sink_app
 from gateway_analytics.streams.dead_letters import DeadLetterTopic
 from gateway_analytics.streams.sink import EventSink
@@ -60,6 +66,15 @@ class Pipeline:
             for value, key in zip(values, keys, strict=True)
         ]
         return {(m.partition, m.offset) for m in await asyncio.gather(*deliveries)}
+
+    async def publish(self, events: list[PodEntered]) -> list[str]:
+        """Publish ``events`` as the API does; their event ids, in order."""
+        encoded = encode_events(events, received_at=datetime.now(UTC))
+        publisher = KafkaPublisher(
+            producer=self.producer, topic=self.topic, timeout_s=30
+        )
+        await publisher.publish(encoded)
+        return [event.event_id for event in encoded]
 
     async def produce_records(self, records: list[EventRecord]) -> set[tuple[int, int]]:
         values = [record.model_dump_json().encode() for record in records]
@@ -165,6 +180,110 @@ async def test_poison_record_goes_to_the_dead_letter_topic_with_its_reason(
         b"JSON" in dict(letters[0].headers)["reason"]
         or b"JSON" in dict(letters[1].headers)["reason"]
     )
+
+
+def _pod_events(count: int, **fields: Any) -> list[PodEntered]:
+    return [
+        PodEntered(type="pod_entered", pod_id=uuid.uuid4(), **fields)
+        for _ in range(count)
+    ]
+
+
+async def _stored_ids(clickhouse: ClickHouse) -> list[str]:
+    rows = await clickhouse.query("SELECT toString(event_id) FROM analytics_events")
+    return sorted(row[0] for row in rows)
+
+
+async def test_values_the_api_wrote_with_fresh_ids_are_stored_whole(
+    pipeline: Pipeline, clickhouse: ClickHouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records announcing fresh events are stored, every event once, with
+    the record's position; the sink counts them without decoding them."""
+    decoded: list[bytes] = []
+
+    def decode_value(value: bytes) -> list[EventRecord]:
+        decoded.append(value)
+        return events.decode_value(value)
+
+    monkeypatch.setattr(sink_module, "decode_value", decode_value)
+    event_ids = await pipeline.publish(_pod_events(450))
+    consumed = await read_topic(
+        pipeline.kafka.bootstrap_servers, pipeline.topic, expected=1
+    )
+    assert sum(fresh_events(m.headers) or 0 for m in consumed) == 450
+
+    app, sink = await pipeline.start_sink(clickhouse)
+    try:
+        stored = await _stored(clickhouse, len(event_ids))
+        await asyncio.sleep(1.0)  # room for a repeated batch to show up
+        stored = await _stored(clickhouse, len(event_ids))
+    finally:
+        await app.stop()
+
+    assert stored == sink.inserted == 450
+    assert decoded == []
+    assert await _stored_ids(clickhouse) == sorted(event_ids)
+    assert await _distinct_positions(clickhouse) == len(consumed)
+
+
+async def test_a_fresh_value_clickhouse_refuses_is_dead_lettered(
+    pipeline: Pipeline, clickhouse: ClickHouse, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A record whose header is wrong fails its insert, is then decoded and
+    dead-lettered; the fresh values sharing its batch are stored."""
+    caplog.set_level(logging.WARNING, logger="gateway_analytics.streams.sink")
+    before = await pipeline.publish(_pod_events(30))
+    header = [(FRESH_EVENTS_HEADER, b"1")]
+    key = b"one-partition"
+    for value in (b"not json", b'[{"received_at": "soon", "event": {}}]'):
+        await pipeline.producer.send_and_wait(
+            pipeline.topic, value=value, key=key, headers=header
+        )
+    after = await pipeline.publish(_pod_events(30))
+
+    app, sink = await pipeline.start_sink(clickhouse)
+    try:
+        stored = await _stored(clickhouse, len(before) + len(after))
+        await asyncio.sleep(1.0)
+        stored = await _stored(clickhouse, len(before) + len(after))
+    finally:
+        await app.stop()
+
+    assert stored == 60
+    assert await _stored_ids(clickhouse) == sorted(before + after)
+    assert sink.dead_letters == 2
+    assert any(r.msg.startswith("Decoding a batch") for r in caplog.records)
+    letters = await read_topic(
+        pipeline.kafka.bootstrap_servers, pipeline.dead_letter_topic, expected=2
+    )
+    assert len(letters) == 2
+
+
+async def test_a_minted_id_sent_again_by_the_client_is_counted_once(
+    pipeline: Pipeline, clickhouse: ClickHouse
+) -> None:
+    """A client resending events under the ids the API answered with is
+    retrying them, whether the first copies are stored yet or not."""
+    first = _pod_events(40)
+    minted = await pipeline.publish(first)
+    resent = [
+        event.model_copy(update={"event_id": uuid.UUID(event_id)})
+        for event, event_id in zip(first, minted, strict=True)
+    ]
+    await pipeline.publish(resent[:20])  # the same batch as the fresh copies
+
+    app, sink = await pipeline.start_sink(clickhouse)
+    try:
+        await _stored(clickhouse, len(first))
+        await pipeline.publish(resent[20:])  # a later batch
+        await asyncio.sleep(1.5)
+        stored = await _stored(clickhouse, len(first))
+    finally:
+        await app.stop()
+
+    assert stored == 40
+    assert await _stored_ids(clickhouse) == sorted(minted)
+    assert sink.duplicates == 40
 
 
 async def test_rows_already_stored_are_not_inserted_again(

@@ -20,10 +20,12 @@ from gateway_analytics.shared.events import (
     encode_events,
     encode_values,
     entity_key,
+    fresh_events,
     join_values,
     resolve_records,
     topic_values,
 )
+from gateway_analytics.shared.events.topic_values import ValueBuilder
 from gateway_analytics.shared.publisher import group_by_partition
 
 RECEIVED_AT = datetime(2024, 5, 20, 12, tzinfo=UTC)
@@ -147,8 +149,61 @@ def test_each_event_goes_to_its_keys_partition_in_order() -> None:
     choose = DefaultPartitioner()
     for partition, group in groups.items():
         assert group == [
-            e.json
-            for e in encoded
-            if choose(e.key, partitions, partitions) == partition
+            e for e in encoded if choose(e.key, partitions, partitions) == partition
         ]
     assert sum(len(group) for group in groups.values()) == len(encoded)
+
+
+def test_encoded_events_tell_minted_ids_from_sent_ones() -> None:
+    """Only an event that came without an event_id has a minted one."""
+    events = _mixed_events()
+
+    encoded = encode_events(events, received_at=RECEIVED_AT)
+
+    assert [e.minted_id for e in encoded] == [e.event_id is None for e in events]
+    assert any(e.minted_id for e in encoded)
+    assert not all(e.minted_id for e in encoded)
+
+
+def _filled(encoded: list[Any]) -> ValueBuilder:
+    builder = ValueBuilder()
+    for event in encoded:
+        builder.add(event.json, minted_id=event.minted_id)
+    return builder
+
+
+def test_a_value_of_minted_ids_announces_its_fresh_events() -> None:
+    """The header counts the events of a value whose ids were all minted."""
+    events = [PodEntered(type="pod_entered", pod_id=uuid.uuid4()) for _ in range(7)]
+    builder = _filled(encode_events(events, received_at=RECEIVED_AT))
+
+    assert fresh_events(builder.headers) == 7
+    assert len(decode_value(builder.value)) == 7
+
+
+def test_a_value_with_a_sent_id_announces_nothing() -> None:
+    """One event with the client's own id takes the header away."""
+    builder = _filled(encode_events(_mixed_events(), received_at=RECEIVED_AT))
+
+    assert builder.headers == []
+    assert fresh_events(builder.headers) is None
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        None,
+        [],
+        [("other", b"3")],
+        [("fresh-events", b"")],
+        [("fresh-events", b"0")],
+        [("fresh-events", b"-2")],
+        [("fresh-events", b"many")],
+        [("fresh-events", b"\xff")],
+    ],
+)
+def test_headers_without_a_positive_count_announce_nothing(
+    headers: list[tuple[str, bytes]] | None,
+) -> None:
+    """Anything but a positive count leaves the value to be decoded."""
+    assert fresh_events(headers) is None

@@ -16,15 +16,18 @@ from gateway_analytics.shared.events.models import (
     resolve_records,
 )
 from gateway_analytics.shared.events.topic_values import (
+    FRESH_EVENTS_HEADER,
     EncodedEvent,
     decode_value,
     encode_events,
     encode_values,
+    fresh_events,
     join_values,
 )
 
 __all__ = [
     "EVENT_MODELS",
+    "FRESH_EVENTS_HEADER",
     "ArtifactViewed",
     "CheckoutStarted",
     "EncodedEvent",
@@ -40,6 +43,7 @@ __all__ = [
     "entity_key",
     "event_adapter",
     "event_list_adapter",
+    "fresh_events",
     "join_values",
     "resolve_records",
 ]

@@ -4,13 +4,20 @@ Each Kafka record carries a JSON array of event records, all bound for the
 same partition. Consumers pay their per-record cost (Faust's in particular)
 once per array rather than once per event. A bare JSON object, one event
 record on its own, is read too: topics written that way stay replayable.
+
+A value the API wrote may carry the header ``fresh-events``, the number of
+event records it holds, when every one of them was validated by the API and
+given an ``event_id`` the API minted. Such a value can repeat no stored
+event except by being the same Kafka record read again, so the sink may
+store it without decoding it (see :func:`fresh_events`). A value holding
+any event whose id came from the client carries no such header.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, NamedTuple
 
@@ -25,6 +32,7 @@ from gateway_analytics.shared.events.models import (
 # Kafka refuses records above about 1 MiB by default; half of that leaves
 # room for the record's framing and for brokers configured lower.
 MAX_VALUE_BYTES = 512 * 1024
+FRESH_EVENTS_HEADER = "fresh-events"
 
 _record_list: TypeAdapter[list[EventRecord]] = TypeAdapter(
     Annotated[list[EventRecord], Field(min_length=1)]
@@ -37,12 +45,14 @@ class EncodedEvent(NamedTuple):
     """One event ready for the topic: its id, its record key and its JSON.
 
     ``json`` is the event's :class:`EventRecord` as JSON; ``key`` is what
-    :func:`~gateway_analytics.shared.events.entity_key` gives that record.
+    :func:`~gateway_analytics.shared.events.entity_key` gives that record;
+    ``minted_id`` tells whether ``event_id`` was made here rather than sent.
     """
 
     event_id: str
     key: bytes
     json: bytes
+    minted_id: bool = False
 
 
 def encode_events(
@@ -59,14 +69,17 @@ def encode_events(
     fresh_ids = _fresh_ids(sum(1 for event in events if event.event_id is None))
     encoded = []
     for fields in event_list_adapter.dump_python(list(events), mode="json"):
-        if fields["event_id"] is None:
+        minted_id = fields["event_id"] is None
+        if minted_id:
             fields["event_id"] = next(fresh_ids)
         if fields["occurred_at"] is None:
             fields["occurred_at"] = received
         key = fields["pod_id"] or fields["event_id"]
         record = {"received_at": received, "event": fields}
         encoded.append(
-            EncodedEvent(fields["event_id"], key.encode(), _compact(record).encode())
+            EncodedEvent(
+                fields["event_id"], key.encode(), _compact(record).encode(), minted_id
+            )
         )
     return encoded
 
@@ -95,6 +108,7 @@ class ValueBuilder:
     def __init__(self) -> None:
         self._records: list[bytes] = []
         self._size_bytes = 2  # the brackets
+        self._all_minted = True
 
     def fits(self, record: bytes) -> bool:
         """Whether ``record`` may join the value without passing the limit."""
@@ -102,10 +116,15 @@ class ValueBuilder:
             not self._records or self._size_bytes + len(record) + 1 <= MAX_VALUE_BYTES
         )
 
-    def add(self, record: bytes) -> None:
-        """Append ``record``; check :meth:`fits` first."""
+    def add(self, record: bytes, *, minted_id: bool = False) -> None:
+        """Append ``record``; check :meth:`fits` first.
+
+        ``minted_id`` says that ``record`` is an :class:`EncodedEvent`'s JSON
+        whose id the API minted.
+        """
         self._records.append(record)
         self._size_bytes += len(record) + 1
+        self._all_minted = self._all_minted and minted_id
 
     def __bool__(self) -> bool:
         return bool(self._records)
@@ -114,6 +133,14 @@ class ValueBuilder:
     def value(self) -> bytes:
         """The JSON array of the records added, in order."""
         return b"[" + b",".join(self._records) + b"]"
+
+    @property
+    def headers(self) -> list[tuple[str, bytes]]:
+        """The Kafka headers for :attr:`value`: ``fresh-events`` when every
+        record added had a minted id, none otherwise."""
+        if not self._all_minted or not self._records:
+            return []
+        return [(FRESH_EVENTS_HEADER, str(len(self._records)).encode())]
 
 
 def join_values(encoded: Sequence[bytes]) -> Iterator[bytes]:
@@ -132,6 +159,19 @@ def join_values(encoded: Sequence[bytes]) -> Iterator[bytes]:
 def encode_values(records: Sequence[EventRecord]) -> Iterator[bytes]:
     """Kafka record values holding ``records`` in order (see :func:`join_values`)."""
     return join_values([record.model_dump_json().encode() for record in records])
+
+
+def fresh_events(headers: Iterable[tuple[str, bytes]] | None) -> int | None:
+    """How many fresh event records a Kafka record's ``headers`` announce.
+
+    None when the record carries no ``fresh-events`` header, or one that is
+    not a positive count; its value must then be decoded.
+    """
+    for name, value in headers or ():
+        if name == FRESH_EVENTS_HEADER:
+            count = value.decode("ascii", "replace")
+            return int(count) if count.isdigit() and int(count) > 0 else None
+    return None
 
 
 def decode_value(value: bytes) -> list[EventRecord]:
