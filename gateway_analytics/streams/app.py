@@ -53,6 +53,12 @@ def create_sink_app(
         batch_size=settings.sink_batch_size,
     )
 
+    # While the agent stores a take, Faust stops filling the next one and
+    # queues at most stream_buffer_maxsize records for it. A take larger than
+    # that queue cannot fill from it and waits out its whole interval after
+    # every insert, so a take asks for a quarter of the queue.
+    take_records = max(1, app.conf.stream_buffer_maxsize // 4)
+
     # One actor: with more, faust-streaming may commit an offset while an
     # earlier event of the same partition is still being inserted.
     @app.agent(topic, name="clickhouse-sink", concurrency=1)
@@ -62,7 +68,7 @@ def create_sink_app(
         # counts Kafka records, which carry several events each; the sink
         # splits what it takes into inserts of at most the batch size.
         async for events in stream.take_events(
-            settings.sink_batch_size, within=settings.sink_flush_interval_s
+            take_records, within=settings.sink_flush_interval_s
         ):
             messages = [event.message for event in events]
             await _finish_even_if_cancelled(sink.write(messages))
