@@ -241,12 +241,15 @@ def sink_stage(
     metrics_url = f"http://127.0.0.1:{port}/metrics"
     started = time.perf_counter()
     health = f"http://127.0.0.1:{port}/healthz"
+    first_stored_s = None
     with _service("worker", env, health) as worker, RssSampler(worker.pid) as rss:
         deadline = time.monotonic() + 1800
-        while _stored(metrics_url) < events:
+        while (stored := _stored(metrics_url)) < events:
             if time.monotonic() > deadline:
                 raise RuntimeError("the worker did not store every event in 30 min")
-            time.sleep(0.2)
+            if stored and first_stored_s is None:
+                first_stored_s = time.perf_counter() - started
+            time.sleep(0.05)
         elapsed_s = time.perf_counter() - started
         peak_mb = _peak_rss_mb(worker.pid)
     limit = _load(
@@ -262,6 +265,9 @@ def sink_stage(
     )
     return {
         "sink_events_per_s": events / elapsed_s,
+        # Starting the process, migrating and joining the consumer group:
+        # part of the figure above, which the limit does not pay.
+        "sink_startup_s": first_stored_s or elapsed_s,
         "sink_limit_events_per_s": limit["events_per_s"],
         "agent_peak_rss_mb": peak_mb,
         "agent_rss_growth_mb": rss.growth_mb,
