@@ -117,6 +117,9 @@ def test_naive_occurred_at_is_refused() -> None:
         "2100-01-01T00:00:00Z",
         "2099-12-31T20:00:00-04:00",
         "1970-01-01T00:00:00Z",
+        # Times whose offset takes them past what a datetime can hold in UTC.
+        "0001-01-01T00:30:00+01:00",
+        "9999-12-31T23:30:00-01:00",
     ],
 )
 def test_occurred_at_outside_supported_range_is_refused(text: str) -> None:

@@ -69,11 +69,16 @@ class _Event(BaseModel):
     def _in_supported_range(cls, value: datetime | None) -> datetime | None:
         if value is None:
             return None
-        # Compared before converting: a time near year 1 or 9999 whose offset
-        # takes it past either end cannot be converted to UTC at all.
-        if not EARLIEST_OCCURRED_AT <= value < LATEST_OCCURRED_AT:
+        # Converted first: two UTC times compare without asking the parsed
+        # zone for its offset at each step. A time near year 1 or 9999 whose
+        # offset takes it past either end cannot be converted at all.
+        try:
+            utc = value.astimezone(UTC)
+        except OverflowError:
+            utc = None
+        if utc is None or not EARLIEST_OCCURRED_AT <= utc < LATEST_OCCURRED_AT:
             raise ValueError("must be between 2000-01-01 and 2100-01-01 (UTC)")
-        return value.astimezone(UTC)
+        return utc
 
 
 class PodEntered(_Event):
