@@ -124,6 +124,14 @@ async def _stored(clickhouse: ClickHouse, expected: int, timeout_s: float = 30) 
         await asyncio.sleep(0.2)
 
 
+async def _settled_count(clickhouse: ClickHouse, expected: int) -> int:
+    """The row count a second after it reached ``expected``: room for a batch
+    stored twice to show up."""
+    await _stored(clickhouse, expected)
+    await asyncio.sleep(1.0)
+    return await _stored(clickhouse, expected)
+
+
 async def test_every_record_is_stored_with_its_partition_and_offset(
     pipeline: Pipeline, clickhouse: ClickHouse, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -214,9 +222,7 @@ async def test_values_the_api_wrote_with_fresh_ids_are_stored_whole(
 
     app, sink = await pipeline.start_sink(clickhouse)
     try:
-        stored = await _stored(clickhouse, len(event_ids))
-        await asyncio.sleep(1.0)  # room for a repeated batch to show up
-        stored = await _stored(clickhouse, len(event_ids))
+        stored = await _settled_count(clickhouse, len(event_ids))
     finally:
         await app.stop()
 
@@ -309,9 +315,7 @@ async def test_rows_already_stored_are_not_inserted_again(
 
     app, sink = await pipeline.start_sink(clickhouse)
     try:
-        stored = await _stored(clickhouse, len(records))
-        await asyncio.sleep(1.0)  # room for a repeated batch to show up
-        stored = await _stored(clickhouse, len(records))
+        stored = await _settled_count(clickhouse, len(records))
     finally:
         await app.stop()
 
@@ -430,9 +434,7 @@ async def test_offsets_are_committed_after_the_insert_and_resumed_from(
     await pipeline.produce_records(second)
     app, _ = await pipeline.start_sink(clickhouse)
     try:
-        stored = await _stored(clickhouse, len(first) + len(second))
-        await asyncio.sleep(1.0)  # room for a repeated batch to show up
-        stored = await _stored(clickhouse, len(first) + len(second))
+        stored = await _settled_count(clickhouse, len(first) + len(second))
     finally:
         await app.stop()
 
