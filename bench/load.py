@@ -27,13 +27,17 @@ import clickhouse_connect
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from gateway_analytics.clickhouse.client import connect
+from gateway_analytics.clickhouse.events_table import (
+    ConsumedValue,
+    TopicValue,
+    intake_rows,
+    intake_table,
+)
 from gateway_analytics.clickhouse.migrations import migrate
 from gateway_analytics.shared.kafka import create_producer, topic_partitions
 
 BATCH = 100
 LIMIT_DATABASE = "sink_limit"
-# An intake row as the sink builds it, around a record's value as it came.
-LIMIT_ROW = b'{"kafka_partition":%d,"kafka_offset":%d,"records":%s}\n'
 LOAD_DAY = "2024-05-20T12:00:00Z"
 SAMPLE_DAY = "2024-05-19T12:00:00Z"
 
@@ -165,7 +169,7 @@ async def sink_limit(
     try:
         while stored < events:
             fetched = await consumer.getmany(timeout_ms=1000, max_records=batch)
-            rows: list[bytes] = []
+            rows: list[ConsumedValue] = []
             in_rows = 0
             for message in (m for messages in fetched.values() for m in messages):
                 value = message.value or b""
@@ -173,7 +177,11 @@ async def sink_limit(
                 if rows and in_rows + count > batch:
                     await _insert_intake(client, rows)
                     rows, in_rows = [], 0
-                rows.append(LIMIT_ROW % (message.partition, message.offset, value))
+                rows.append(
+                    ConsumedValue(
+                        TopicValue(value, count), message.partition, message.offset
+                    )
+                )
                 in_rows += count
                 stored += count
             if rows:
@@ -185,11 +193,11 @@ async def sink_limit(
     return {"events_per_s": stored / elapsed_s}
 
 
-async def _insert_intake(client: Any, rows: list[bytes]) -> None:
+async def _insert_intake(client: Any, rows: list[ConsumedValue]) -> None:
     await asyncio.to_thread(
         client.raw_insert,
-        "analytics_events_intake",
-        insert_block=b"".join(rows),
+        intake_table(),
+        insert_block=intake_rows(rows, reuse_values=True),
         fmt="JSONEachRow",
         settings={"date_time_input_format": "best_effort"},
     )

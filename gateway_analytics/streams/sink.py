@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -52,7 +51,12 @@ from gateway_analytics.clickhouse.events_table import (
 )
 from gateway_analytics.clickhouse.rollups import catch_up_rollups
 from gateway_analytics.shared.errors import StorageError
-from gateway_analytics.shared.events import EventRecord, decode_value, fresh_events
+from gateway_analytics.shared.events import (
+    EventRecord,
+    decode_value,
+    fresh_events,
+    written_event_ids,
+)
 from gateway_analytics.shared.metrics import (
     SINK_BATCH_EVENTS,
     SINK_EVENTS,
@@ -325,7 +329,7 @@ class EventSink:
         records = [item for item in items if isinstance(item, ConsumedRecord)]
         if not records:
             return items
-        fresh_ids = _fresh_ids(items)
+        fresh_ids = _ids_in_fresh_values(items)
         if fresh_ids and any(str(_event_id(r)) in fresh_ids for r in records):
             items = await self._decode_values(items, messages)
             records = [item for item in items if isinstance(item, ConsumedRecord)]
@@ -379,17 +383,13 @@ class EventSink:
                 backoff_s = min(backoff_s * 2, self._max_retry_backoff_s)
 
 
-# How the API writes an event's id into a fresh value.
-_WRITTEN_EVENT_ID = re.compile(rb'"event_id":"([0-9a-f-]{36})"')
-
-
-def _fresh_ids(items: Sequence[Consumed]) -> set[str]:
+def _ids_in_fresh_values(items: Sequence[Consumed]) -> set[str]:
     """The ids, in text, of the events in the fresh values among ``items``."""
     return {
-        found.decode()
+        event_id
         for item in items
         if isinstance(item, ConsumedValue)
-        for found in _WRITTEN_EVENT_ID.findall(item.value.data)
+        for event_id in written_event_ids(item.value.data)
     }
 
 

@@ -24,6 +24,7 @@ from gateway_analytics.shared.events import (
     join_values,
     resolve_records,
     topic_values,
+    written_event_ids,
 )
 from gateway_analytics.shared.events.topic_values import ValueBuilder
 from gateway_analytics.shared.publisher import group_by_partition
@@ -122,6 +123,15 @@ def test_encoded_events_decode_to_the_records_they_resolve_to() -> None:
     )
     assert decoded == resolved
     assert decoded[1].event.event_id == events[1].event_id
+
+
+def test_the_ids_of_a_written_value_are_found_without_decoding_it() -> None:
+    """written_event_ids reads back every id encode_events wrote, in order."""
+    encoded = encode_events(_mixed_events(), received_at=RECEIVED_AT)
+
+    (value,) = join_values([e.json for e in encoded])
+
+    assert written_event_ids(value) == [e.event_id for e in encoded]
 
 
 def test_encoded_events_get_distinct_fresh_ids() -> None:

@@ -23,6 +23,7 @@ from gateway_analytics.shared.events.topic_values import (
     encode_values,
     fresh_events,
     join_values,
+    written_event_ids,
 )
 
 __all__ = [
@@ -46,4 +47,5 @@ __all__ = [
     "fresh_events",
     "join_values",
     "resolve_records",
+    "written_event_ids",
 ]

@@ -16,6 +16,7 @@ any event whose id came from the client carries no such header.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, NamedTuple
@@ -36,6 +37,8 @@ _record_list: TypeAdapter[list[EventRecord]] = TypeAdapter(
     Annotated[list[EventRecord], Field(min_length=1)]
 )
 _VARIANT_DIGITS = "89ab"
+# How encode_events writes an event's id.
+_WRITTEN_EVENT_ID = re.compile(rb'"event_id":"([0-9a-f-]{36})"')
 
 
 class EncodedEvent(NamedTuple):
@@ -175,6 +178,12 @@ def fresh_events(headers: Iterable[tuple[str, bytes]] | None) -> int | None:
             count = value.decode("ascii", "replace")
             return int(count) if count.isdigit() and int(count) > 0 else None
     return None
+
+
+def written_event_ids(value: bytes) -> list[str]:
+    """The event ids in a value :func:`encode_events` wrote, as text, found
+    without decoding the value."""
+    return [found.decode() for found in _WRITTEN_EVENT_ID.findall(value)]
 
 
 def decode_value(value: bytes) -> list[EventRecord]:
