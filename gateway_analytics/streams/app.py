@@ -99,7 +99,10 @@ def create_sink_app(
         }
 
         async def seek(partition: int, offset: int) -> None:
-            await sender.consumer.seek(ours[partition], offset)
+            # seek_wait, not seek: Faust's seek moves the position from this
+            # thread while the consumer's own thread may be handing out the
+            # fetched records it discards, and the fetcher then crashes.
+            await sender.consumer.seek_wait({ours[partition]: offset})
             logger.info(
                 "Partition %d resumes at offset %d, after its stored rows",
                 partition,
