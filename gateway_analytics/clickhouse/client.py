@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
@@ -52,33 +52,6 @@ class ClickHouse:
         """Run a statement that returns no rows (DDL, INSERT ... SELECT)."""
         await self._run(self._client.command, sql, parameters=parameters)
 
-    async def insert(
-        self,
-        table: str,
-        rows: Sequence[Sequence[Any]],
-        column_names: Sequence[str],
-        *,
-        deduplication_token: str | None = None,
-    ) -> None:
-        """Insert ``rows`` into ``table`` in one insert.
-
-        Args:
-            deduplication_token: when given, a repeat of this insert with the
-                same token is dropped by ClickHouse (the table must keep a
-                deduplication window), so an insert whose outcome is unknown
-                can be retried safely.
-        """
-        settings = {}
-        if deduplication_token is not None:
-            settings["insert_deduplication_token"] = deduplication_token
-        await self._run(
-            self._client.insert,
-            table,
-            rows,
-            column_names=column_names,
-            settings=settings,
-        )
-
     async def insert_raw(
         self,
         table: str,
@@ -91,7 +64,13 @@ class ClickHouse:
         """Insert ``data``, text in ClickHouse's ``data_format``, in one insert.
 
         ClickHouse parses the data itself, which costs this process nothing
-        per row. ``deduplication_token`` is as for :meth:`insert`.
+        per row.
+
+        Args:
+            deduplication_token: when given, a repeat of this insert with the
+                same token is dropped by ClickHouse (the table must keep a
+                deduplication window), so an insert whose outcome is unknown
+                can be retried safely.
         """
         chosen = dict(settings)
         if deduplication_token is not None:
