@@ -55,10 +55,11 @@ async def run_local(settings: Settings) -> None:
     """API and sink agent in one process, with a local broker unless one is set."""
     async with AsyncExitStack() as stack:
         bootstrap_servers = await _kafka(stack, settings, reuse_running=False)
-        await _prepare(settings, bootstrap_servers)
+        clickhouse = await _open_clickhouse(stack, settings)
+        await _prepare(settings, bootstrap_servers, clickhouse)
         # The API first: the sink's start waits for its consumer group, and
         # accepting events must not wait for that.
-        await _start_api(stack, settings, bootstrap_servers)
+        await _start_api(stack, settings, bootstrap_servers, clickhouse)
         await _start_sink(stack, settings, bootstrap_servers)
         await _until_stopped()
 
@@ -67,8 +68,9 @@ async def run_api(settings: Settings) -> None:
     """The API alone, against the configured Kafka and ClickHouse."""
     bootstrap_servers = _required_bootstrap_servers(settings, "api")
     async with AsyncExitStack() as stack:
-        await _prepare(settings, bootstrap_servers)
-        await _start_api(stack, settings, bootstrap_servers)
+        clickhouse = await _open_clickhouse(stack, settings)
+        await _prepare(settings, bootstrap_servers, clickhouse)
+        await _start_api(stack, settings, bootstrap_servers, clickhouse)
         await _until_stopped()
 
 
@@ -76,8 +78,8 @@ async def run_worker(settings: Settings) -> None:
     """The sink agent alone, against the configured Kafka and ClickHouse."""
     bootstrap_servers = _required_bootstrap_servers(settings, "worker")
     async with AsyncExitStack() as stack:
-        await _prepare(settings, bootstrap_servers)
         clickhouse = await _open_clickhouse(stack, settings)
+        await _prepare(settings, bootstrap_servers, clickhouse)
         ops = web.Application(middlewares=[access_middleware])
         add_ops_routes(
             ops,
@@ -94,11 +96,20 @@ async def run_worker(settings: Settings) -> None:
 
 async def run_migrations(settings: Settings) -> None:
     """Apply the ClickHouse migrations that are not applied yet."""
-    print(f"{await _migrate(settings)} migration(s) applied")
+    async with AsyncExitStack() as stack:
+        clickhouse = await _open_clickhouse(stack, settings)
+        print(f"{await _migrate(clickhouse)} migration(s) applied")
 
 
-async def _prepare(settings: Settings, bootstrap_servers: str) -> None:
-    """Create the topics when missing and apply pending migrations."""
+async def _prepare(
+    settings: Settings, bootstrap_servers: str, clickhouse: ClickHouse
+) -> None:
+    """Create the topics when missing and apply pending migrations.
+
+    ``clickhouse`` stays open for the service: closing the embedded engine's
+    last connection shuts the engine down, and opening it again costs time
+    at every start.
+    """
     for topic in (settings.kafka_topic, settings.dead_letter_topic):
         await ensure_topic(
             bootstrap_servers=bootstrap_servers,
@@ -106,17 +117,15 @@ async def _prepare(settings: Settings, bootstrap_servers: str) -> None:
             partitions=settings.kafka_topic_partitions,
             replication_factor=settings.kafka_replication_factor,
         )
-    await _migrate(settings)
+    await _migrate(clickhouse)
 
 
-async def _migrate(settings: Settings) -> int:
-    async with AsyncExitStack() as stack:
-        clickhouse = await _open_clickhouse(stack, settings)
-        applied = await migrate(clickhouse)
-        if applied:
-            # A new rollup starts empty; count what is already stored.
-            await catch_up_rollups(clickhouse)
-        return len(applied)
+async def _migrate(clickhouse: ClickHouse) -> int:
+    applied = await migrate(clickhouse)
+    if applied:
+        # A new rollup starts empty; count what is already stored.
+        await catch_up_rollups(clickhouse)
+    return len(applied)
 
 
 async def _open_clickhouse(stack: AsyncExitStack, settings: Settings) -> ClickHouse:
@@ -147,9 +156,11 @@ async def _start_sink(
 
 
 async def _start_api(
-    stack: AsyncExitStack, settings: Settings, bootstrap_servers: str
+    stack: AsyncExitStack,
+    settings: Settings,
+    bootstrap_servers: str,
+    clickhouse: ClickHouse,
 ) -> None:
-    clickhouse = await _open_clickhouse(stack, settings)
     producer = await _start_producer(stack, settings, bootstrap_servers)
     app = create_app(
         settings=settings,
