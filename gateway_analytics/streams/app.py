@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Set
+from contextlib import aclosing
 from typing import Any
 
 import faust
@@ -15,6 +16,7 @@ from gateway_analytics.shared.metrics import CONSUMER_LAG
 from gateway_analytics.shared.settings import Settings
 from gateway_analytics.streams.dead_letters import DeadLetterSink
 from gateway_analytics.streams.sink import EventSink
+from gateway_analytics.streams.takes import takes
 
 logger = logging.getLogger(__name__)
 
@@ -66,26 +68,30 @@ def create_sink_app(
         batch_size=settings.sink_batch_size,
     )
 
-    # While the agent stores a take, Faust stops filling the next one and
-    # queues at most stream_buffer_maxsize records for it. A take larger than
-    # that queue cannot fill from it and waits out its whole interval after
-    # every insert, so a take asks for a quarter of the queue.
+    # Faust queues at most stream_buffer_maxsize records for the stream. A
+    # take larger than that queue could not fill from it while the previous
+    # take is stored, so a take asks for a quarter of the queue.
     take_records = max(1, app.conf.stream_buffer_maxsize // 4)
 
     # One actor: with more, faust-streaming may commit an offset while an
     # earlier event of the same partition is still being inserted.
     @app.agent(topic, name="clickhouse-sink", concurrency=1)
     async def clickhouse_sink(stream: Any) -> None:
-        # take_events acknowledges a batch's offsets only when the loop asks
-        # for the next batch, that is after the insert below returned. It
-        # counts Kafka records, which carry several events each; the sink
-        # splits what it takes into inserts of at most the batch size.
-        async for events in stream.take_events(
-            take_records, within=settings.sink_flush_interval_s
-        ):
-            messages = [event.message for event in events]
-            await _finish_even_if_cancelled(sink.write(messages))
-            _record_lag(app, messages)
+        # A take's offsets are acknowledged only when the loop asks for the
+        # next take, that is after the insert below returned. A take counts
+        # Kafka records, which carry several events each; the sink splits
+        # what it takes into inserts of at most the batch size.
+        async with aclosing(
+            takes(
+                stream,
+                max_events=take_records,
+                within_s=settings.sink_flush_interval_s,
+            )
+        ) as taken:
+            async for events in taken:
+                messages = [event.message for event in events]
+                await _finish_even_if_cancelled(sink.write(messages))
+                _record_lag(app, messages)
 
     # Faust types receivers loosely (*args); this one takes the assigned set.
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
@@ -141,7 +147,8 @@ async def _finish_even_if_cancelled(work: Any) -> None:
     """Run ``work`` to the end even when the agent is cancelled at shutdown.
 
     Faust stops agents by cancelling them; an insert cut short would leave its
-    batch acknowledged (take_events acks in a ``finally``) but not stored.
+    batch acknowledged (a take is acknowledged in a ``finally``) but not
+    stored.
     """
     task = asyncio.ensure_future(work)
     try:

@@ -157,6 +157,51 @@ async def test_every_record_is_stored_with_its_partition_and_offset(
     assert max(flushed) <= BATCH_SIZE
 
 
+async def test_the_end_of_a_backlog_does_not_wait_out_the_flush_interval(
+    pipeline: Pipeline, clickhouse: ClickHouse
+) -> None:
+    """More records than one take: the rest is stored once the topic is
+    drained, long before the interval would end the last take."""
+    pipeline.settings = pipeline.settings.model_copy(
+        update={"sink_flush_interval_s": 120.0}
+    )
+    records = _records(1_500)  # a take holds 1,024 records
+    await pipeline.produce_records(records)
+
+    app, _ = await pipeline.start_sink(clickhouse)
+    try:
+        stored = await _stored(clickhouse, len(records), timeout_s=60)
+    finally:
+        await app.stop()
+
+    assert stored == len(records)
+
+
+async def test_a_trickle_is_gathered_for_the_flush_interval(
+    pipeline: Pipeline, clickhouse: ClickHouse, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Records coming one by one, further apart than a drained backlog waits,
+    still share one insert."""
+    pipeline.settings = pipeline.settings.model_copy(
+        update={"sink_flush_interval_s": 5.0}
+    )
+    caplog.set_level(logging.INFO, logger="gateway_analytics.streams.sink")
+    app, _ = await pipeline.start_sink(clickhouse)
+    try:
+        await pipeline.produce_records(_records(1))
+        await _stored(clickhouse, 1)
+        for _ in range(3):
+            await asyncio.sleep(0.3)
+            await pipeline.produce_records(_records(1))
+        stored = await _stored(clickhouse, 4)
+    finally:
+        await app.stop()
+
+    assert stored == 4
+    flushed = [r.args[0] for r in caplog.records if r.msg.startswith("Flushed")]
+    assert flushed == [1, 3]
+
+
 async def test_poison_record_goes_to_the_dead_letter_topic_with_its_reason(
     pipeline: Pipeline, clickhouse: ClickHouse
 ) -> None:
