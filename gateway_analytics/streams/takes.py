@@ -62,10 +62,13 @@ async def _next_take(
     """The next take, or ``_END``; the gatherer's failure is raised here."""
     getting = asyncio.ensure_future(gathered.get())
     either: list[asyncio.Future[Any]] = [getting, gatherer]
-    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-    if getting.done():
+    try:
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not getting.done():
+            getting.cancel()
+    if not getting.cancelled():
         return getting.result()
-    getting.cancel()
     gatherer.result()  # raises what stopped it
     return _END
 
