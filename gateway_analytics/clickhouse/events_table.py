@@ -8,6 +8,7 @@ resume each Kafka partition, and which event ids are already stored.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -122,11 +123,15 @@ def intake_rows(items: Sequence[Consumed], *, reuse_values: bool) -> bytes:
 def batch_token(items: Iterable[Consumed]) -> str:
     """A deduplication token naming exactly the Kafka positions of a batch.
 
-    Each position appears once however many of its events the batch holds,
-    so a batch and the same batch with its values decoded share a token.
+    Each position counts once however many of its events the batch holds,
+    so a batch and the same batch with its values decoded share a token. The
+    positions are hashed: the token travels with the insert statement, and
+    listed out the positions of a large batch of small records passed
+    ClickHouse's limit on a statement's size.
     """
     positions = dict.fromkeys((item.partition, item.offset) for item in items)
-    return ",".join(f"{partition}:{offset}" for partition, offset in positions)
+    listed = ",".join(f"{partition}:{offset}" for partition, offset in positions)
+    return hashlib.sha256(listed.encode()).hexdigest()
 
 
 def intake_table(table: str = TABLE) -> str:
