@@ -45,6 +45,7 @@ from typing import Any
 from bench.queries import TARGETS_MS as QUERY_TARGETS_MS
 from gateway_analytics.shared.kafka import ensure_topic
 from gateway_analytics.shared.local_kafka import KAFKA_VERSION, LocalKafka, free_port
+from gateway_analytics.shared.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "bench" / "results"
@@ -264,6 +265,9 @@ def sink_stage(
         str(events),
         "--clickhouse-url",
         f"chdb://{scratch / name / 'limit'}",
+        # The worker's own batch size, which it read from the same default.
+        "--batch",
+        str(Settings().sink_batch_size),
     )
     return {
         "sink_events_per_s": events / elapsed_s,

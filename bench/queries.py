@@ -5,14 +5,14 @@
     python -m bench.queries --data-dir D --reuse   # load once into D, then reuse
 
 Loads a year of generated events into a fresh embedded ClickHouse through the
-sink's own insert (``insert_records``, batches of 10,000 with each record's
-Kafka partition and offset), so the materialized views fill the rollups as
-they do in production. Then it serves the API from this same process, since
-chDB runs one engine per process, and times sequential GETs over keep-alive
-HTTP from a client thread. The load runs once; each query figure is a
-percentile over ``--requests`` requests of one kind, after a few warm-ups.
-Every run loads afresh unless ``--reuse`` is given, and a reused load is
-announced as such, with the figures of the load that made it.
+sink's own insert (``insert_records``, in batches of the sink's batch size,
+with each record's Kafka partition and offset), so the materialized views
+fill the rollups as they do in production. Then it serves the API from this
+same process, since chDB runs one engine per process, and times sequential
+GETs over keep-alive HTTP from a client thread. The load runs once; each
+query figure is a percentile over ``--requests`` requests of one kind, after
+a few warm-ups. Every run loads afresh unless ``--reuse`` is given, and a
+reused load is announced as such, with the figures of the load that made it.
 
 Prints a table, then one JSON object on its last line.
 """

@@ -29,8 +29,9 @@ from gateway_analytics.shared.events import (
     SaleCompleted,
 )
 from gateway_analytics.shared.progress import Progress
+from gateway_analytics.shared.settings import Settings
 
-BATCH_EVENTS = 10_000  # the sink's batch
+BATCH_EVENTS = Settings.model_fields["sink_batch_size"].default  # the sink's batch
 PARTITIONS = 6
 YEAR_S = 365 * 24 * 3600
 

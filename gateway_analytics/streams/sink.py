@@ -91,7 +91,7 @@ class EventSink:
         clickhouse: ClickHouse,
         dead_letters: DeadLetterSink,
         dedup_window_s: float,
-        batch_size: int = 10_000,
+        batch_size: int = 50_000,
         table: str = TABLE,
         keep: Callable[[EventRecord], bool] | None = None,
         retry_backoff_s: float = 0.5,

@@ -41,7 +41,7 @@ def test_defaults() -> None:
         "consumer_group": "gateway-analytics-sink",
         "clickhouse_url": "",
         "clickhouse_database": "analytics",
-        "sink_batch_size": 10_000,
+        "sink_batch_size": 50_000,
         "sink_flush_interval_s": 1.0,
         "dedup_window_s": 86_400,
         "max_body_bytes": 4 * 1024 * 1024,
