@@ -101,8 +101,10 @@ def _peak_rss_mb(pid: int) -> float:
 class RssSampler:
     """Samples a process's resident memory twice a second while in use.
 
-    ``growth_mb`` compares the end of the stage with the end of its first
-    third, by when the process has warmed up: flat memory shows as about 0.
+    ``growth_mb`` compares the stage's last third with its middle third; by
+    the middle the process has warmed up, so flat memory shows as about 0.
+    Each third counts by its median: an insert's buffers come and go within
+    a second, and two single samples would weigh them as growth.
     """
 
     def __init__(self, pid: int) -> None:
@@ -127,8 +129,12 @@ class RssSampler:
 
     @property
     def growth_mb(self) -> float:
-        warm = self._samples[len(self._samples) // 3 :]
-        return warm[-1] - warm[0] if warm else 0.0
+        third = len(self._samples) // 3
+        if not third:
+            return 0.0
+        middle = self._samples[third : 2 * third]
+        last = self._samples[2 * third :]
+        return statistics.median(last) - statistics.median(middle)
 
 
 def _status_mb(pid: int, field: str) -> float:
