@@ -68,6 +68,7 @@ TARGETS = {
     "e2e_p99_s": "< 2 at 5,000 events/s",
     "api_rss_growth_mb": "about 0 (flat)",
     "agent_rss_growth_mb": "about 0 (flat)",
+    "e2e_rss_growth_mb": "about 0 (flat)",
 } | {f"query_{kind}_p95_ms": f"< {ms:.0f}" for kind, ms in QUERY_TARGETS_MS.items()}
 PACKAGES = (
     "aiohttp",
@@ -293,15 +294,19 @@ def e2e_stage(
     env = _env(scratch, f"e2e-{run}", kafka, port)
     env["ANALYTICS_SINK_FLUSH_INTERVAL_S"] = "0.2"
     base = f"http://127.0.0.1:{port}"
-    with _service("run", env, base + "/readyz"):
+    with _service("run", env, base + "/readyz") as pipeline:
         time.sleep(3)  # the sink joins its consumer group
-        measured = _load(
-            "steady", "--url", base, "--rate", str(rate), "--seconds", str(seconds)
-        )
+        # The one stage that holds a steady load for a minute: the API and
+        # the agent in one process, past their warm-up within its first third.
+        with RssSampler(pipeline.pid) as rss:
+            measured = _load(
+                "steady", "--url", base, "--rate", str(rate), "--seconds", str(seconds)
+            )
     return {
         "e2e_rate_events_per_s": measured["rate_events_per_s"],
         "e2e_p50_s": measured["p50_s"],
         "e2e_p99_s": measured["p99_s"],
+        "e2e_rss_growth_mb": rss.growth_mb,
     }
 
 
