@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from gateway_analytics.http.body import parse_json
-from gateway_analytics.http.ingest import parse_events
+from gateway_analytics.http.ingest import read_events
 from gateway_analytics.http.problems import RequestError
-from gateway_analytics.shared.events import EventType, resolve_records
+from gateway_analytics.shared.events import Event, EventType, resolve_records
 
 POD_ID = "a7fcb4fe-5f07-4e20-9af5-15e617c901c6"
 ARTIFACT_ID = "6b7ccf45-2a29-4c78-8b21-2d3f1ad97f77"
@@ -26,6 +26,11 @@ def pod_entered(**changes: Any) -> dict[str, Any]:
     return {"type": "pod_entered", "pod_id": POD_ID, **changes}
 
 
+def accepted(payload: Any) -> list[Event]:
+    """The events read from ``payload`` sent as a JSON body."""
+    return read_events(json.dumps(payload).encode(), max_events=MAX_EVENTS)
+
+
 def response_body(error: RequestError) -> dict[str, Any]:
     """The decoded JSON body of the error's response."""
     body = error.response.body
@@ -35,9 +40,9 @@ def response_body(error: RequestError) -> dict[str, Any]:
 
 
 def refusal(payload: Any, *, max_events: int = MAX_EVENTS) -> RequestError:
-    """The RequestError that parse_events raises for ``payload``."""
+    """The RequestError that reading ``payload`` as a JSON body raises."""
     with pytest.raises(RequestError) as raised:
-        parse_events(payload, max_events=max_events)
+        read_events(json.dumps(payload).encode(), max_events=max_events)
     return raised.value
 
 
@@ -105,17 +110,28 @@ def test_more_events_than_max_is_refused_with_413() -> None:
     assert response_body(error)["error"] == "too_many_events"
 
 
+def test_more_valid_events_than_max_are_refused_with_413() -> None:
+    """A batch above max_events is refused with 413 even when every event is
+    valid."""
+    payload = {"events": [pod_entered() for _ in range(MAX_EVENTS + 1)]}
+
+    error = refusal(payload)
+
+    assert error.response.status == 413
+    assert response_body(error)["error"] == "too_many_events"
+
+
 def test_exactly_max_events_is_accepted() -> None:
     """A batch of exactly max_events events is accepted."""
     payload = {"events": [pod_entered() for _ in range(MAX_EVENTS)]}
 
-    events = parse_events(payload, max_events=MAX_EVENTS)
+    events = accepted(payload)
 
     assert len(events) == MAX_EVENTS
 
 
 def test_valid_batch_keeps_event_order() -> None:
-    """parse_events returns the events of a valid batch in their order."""
+    """A valid batch's events are read in their order."""
     payload = {
         "events": [
             pod_entered(),
@@ -123,7 +139,7 @@ def test_valid_batch_keeps_event_order() -> None:
         ]
     }
 
-    events = parse_events(payload, max_events=MAX_EVENTS)
+    events = accepted(payload)
 
     assert [event.type for event in events] == ["pod_entered", "artifact_viewed"]
 
@@ -244,14 +260,14 @@ def test_events_without_event_id_are_not_repeats() -> None:
     """Several events without event_id in one batch are accepted."""
     payload = {"events": [pod_entered(), pod_entered()]}
 
-    events = parse_events(payload, max_events=MAX_EVENTS)
+    events = accepted(payload)
 
     assert [event.event_id for event in events] == [None, None]
 
 
 def test_resolve_records_assigns_distinct_event_ids() -> None:
     """Events without an event_id are each given a new, different UUID."""
-    events = parse_events({"events": [pod_entered()] * 3}, max_events=MAX_EVENTS)
+    events = accepted({"events": [pod_entered()] * 3})
 
     records = resolve_records(events, received_at=RECEIVED_AT)
 
@@ -262,9 +278,7 @@ def test_resolve_records_assigns_distinct_event_ids() -> None:
 
 def test_resolve_records_keeps_given_event_id() -> None:
     """An event_id chosen by the gateway is kept."""
-    events = parse_events(
-        {"events": [pod_entered(event_id=EVENT_ID)]}, max_events=MAX_EVENTS
-    )
+    events = accepted({"events": [pod_entered(event_id=EVENT_ID)]})
 
     (record,) = resolve_records(events, received_at=RECEIVED_AT)
 
@@ -273,7 +287,7 @@ def test_resolve_records_keeps_given_event_id() -> None:
 
 def test_resolve_records_uses_received_at_when_occurred_at_is_absent() -> None:
     """An event without occurred_at is dated by the time it was received."""
-    events = parse_events({"events": [pod_entered()]}, max_events=MAX_EVENTS)
+    events = accepted({"events": [pod_entered()]})
 
     (record,) = resolve_records(events, received_at=RECEIVED_AT)
 
@@ -284,7 +298,7 @@ def test_resolve_records_uses_received_at_when_occurred_at_is_absent() -> None:
 def test_resolve_records_keeps_given_occurred_at() -> None:
     """An occurred_at sent by the gateway is kept, in UTC."""
     payload = {"events": [pod_entered(occurred_at="2024-05-20T17:30:00+05:30")]}
-    events = parse_events(payload, max_events=MAX_EVENTS)
+    events = accepted(payload)
 
     (record,) = resolve_records(events, received_at=RECEIVED_AT)
 
@@ -300,7 +314,7 @@ def test_resolve_records_keeps_order_and_fields() -> None:
             pod_entered(),
         ]
     }
-    events = parse_events(payload, max_events=MAX_EVENTS)
+    events = accepted(payload)
 
     records = resolve_records(events, received_at=RECEIVED_AT)
 

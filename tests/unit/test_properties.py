@@ -3,6 +3,7 @@ answer with a value or a 4xx, never an unexpected exception."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -15,7 +16,7 @@ from gateway_analytics.http.count_parameters import (
     PodCountParameters,
     parse_parameters,
 )
-from gateway_analytics.http.ingest import parse_events
+from gateway_analytics.http.ingest import parse_events, read_events
 from gateway_analytics.http.pagination import MAX_PAGE_SIZE
 from gateway_analytics.http.problems import RequestError
 from gateway_analytics.shared.events import EventRecord, resolve_records
@@ -109,6 +110,33 @@ def test_valid_events_are_accepted_and_survive_the_topic(
         assert occurred_at.utcoffset() == timedelta(0)
         if "occurred_at" in sent:
             assert occurred_at == datetime.fromisoformat(sent["occurred_at"])
+
+
+def _read_or_refused(read: Any) -> Any:
+    """The events read, or the status and body of the refusal."""
+    try:
+        return read()
+    except RequestError as error:
+        return error.status, error.response.body
+
+
+@settings(max_examples=500)
+@given(
+    st.lists(valid_events() | json_values, max_size=6),
+    st.dictionaries(st.sampled_from(["events", "other"]), json_values, max_size=1),
+)
+def test_a_body_read_in_one_pass_gives_what_parsing_it_gives(
+    events: list[Any], extra: dict[str, Any]
+) -> None:
+    """Reading a body straight from its bytes accepts and refuses exactly what
+    parsing it first and validating the result does."""
+    payload = {"events": events, **extra}
+    body = json.dumps(payload).encode()
+
+    read = _read_or_refused(lambda: read_events(body, max_events=5))
+    parsed = _read_or_refused(lambda: parse_events(payload, max_events=5))
+
+    assert read == parsed
 
 
 @settings(max_examples=1000)
