@@ -135,13 +135,16 @@ def test_the_ids_of_a_written_value_are_found_without_decoding_it() -> None:
 
 
 def test_encoded_events_get_distinct_fresh_ids() -> None:
-    """Events without an event_id each get a new random UUID."""
+    """Events without an event_id each get a new random UUID, written as
+    Python writes one."""
     events = [PodEntered(type="pod_entered", pod_id=uuid.uuid4()) for _ in range(500)]
 
     ids = [e.event_id for e in encode_events(events, received_at=RECEIVED_AT)]
 
     assert len(set(ids)) == 500
     assert {uuid.UUID(i).version for i in ids} == {4}
+    assert {uuid.UUID(i).variant for i in ids} == {uuid.RFC_4122}
+    assert [str(uuid.UUID(i)) for i in ids] == ids
 
 
 def test_each_event_goes_to_its_keys_partition_in_order() -> None:
