@@ -40,7 +40,11 @@ class EventType(StrEnum):
 
 
 class _Event(BaseModel):
-    """Fields every event may carry."""
+    """Fields every event may carry.
+
+    They come first in an event's JSON, and every type of event declares
+    ``pod_id`` last: the API's encoder finds all three by their place.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
