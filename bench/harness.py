@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -156,21 +157,39 @@ def _service(
     command: str, env: dict[str, str], probe: str
 ) -> Iterator[subprocess.Popen[bytes]]:
     """``gateway-analytics COMMAND`` running until the block ends."""
-    log = open(Path(env["ANALYTICS_DATA_DIR"]) / f"{command}.log", "wb")  # noqa: SIM115
+    with _running(
+        ["-m", "gateway_analytics", command],
+        env=env,
+        log_path=Path(env["ANALYTICS_DATA_DIR"]) / f"{command}.log",
+        probe=probe,
+    ) as process:
+        yield process
+
+
+@contextmanager
+def _running(
+    arguments: list[str], *, env: dict[str, str], log_path: Path, probe: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``python ARGUMENTS`` running from once ``probe`` answers until the
+    block ends; its output goes to ``log_path``."""
+    log = open(log_path, "wb")  # noqa: SIM115
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway_analytics", command],
+        [sys.executable, *arguments],
         env={**os.environ, **env},
         stdout=log,
         stderr=subprocess.STDOUT,
+        cwd=REPO,
     )
     try:
         deadline = time.monotonic() + 120
         while True:
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{command} did not start; see {log.name}")
+                raise RuntimeError(f"{arguments} did not start; see {log.name}")
             try:
                 _get(probe)
                 break
+            except urllib.error.HTTPError:
+                break  # it answers, if not to this probe
             except OSError:
                 time.sleep(0.2)
         yield process
@@ -217,6 +236,7 @@ def ingest_stage(
             "ingest", "--url", base + "/api/analytics/events", "--events", str(events)
         )
         peak_mb = _peak_rss_mb(api.pid)
+    floor = _http_floor(scratch / f"ingest-{run}", events)
     limit_topic = f"ingest-limit-{run}"
     asyncio.run(_topic(kafka, limit_topic))
     limit = _load(
@@ -233,10 +253,21 @@ def ingest_stage(
         "ingest_p50_ms": measured["p50_ms"],
         "ingest_p99_ms": measured["p99_ms"],
         "ingest_limit_events_per_s": limit["events_per_s"],
+        "ingest_http_floor_events_per_s": floor["events_per_s"],
         "ingest_events_per_record": events / limit["records"],
         "api_peak_rss_mb": peak_mb,
         "api_rss_growth_mb": rss.growth_mb,
     }
+
+
+def _http_floor(folder: Path, events: int) -> dict[str, Any]:
+    """The ingest load against a server that only reads each body and answers
+    202: how fast HTTP alone goes here, beside the API and the producer."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api/analytics/events"
+    arguments = ["-m", "bench.load", "http-floor", "--port", str(port)]
+    with _running(arguments, env={}, log_path=folder / "floor.log", probe=url):
+        return _load("ingest", "--url", url, "--events", str(events))
 
 
 def sink_stage(

@@ -8,8 +8,11 @@ the records the API wrote as fast as it can.
 size into a scratch database: the sink's limit.
 ``steady``: posts at a fixed rate and measures, for sampled requests, the
 time from the 202 until the GET endpoint counts them.
+``http-floor``: a server, not a load: it reads each POST's body and answers
+202 with a body the size of the API's, and does nothing else, so that the
+ingest load run against it shows what HTTP alone allows on this machine.
 
-Every mode prints one JSON object on its last line.
+Every mode but ``http-floor`` prints one JSON object on its last line.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 
 import aiohttp
 import clickhouse_connect
+from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from gateway_analytics.clickhouse.client import connect
@@ -286,10 +290,27 @@ async def steady(
     }
 
 
+def http_floor(port: int) -> None:
+    """Answer every POST to the events path with a fixed 202, until stopped."""
+    answer = json.dumps(
+        {"accepted": BATCH, "event_ids": [str(uuid.uuid4()) for _ in range(BATCH)]}
+    ).encode()
+
+    async def accept(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=202, body=answer, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/api/analytics/events", accept)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
 def main() -> None:
     """Run one mode and print its figures as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=["ingest", "produce", "sink-limit", "steady"])
+    parser.add_argument(
+        "mode", choices=["ingest", "produce", "sink-limit", "steady", "http-floor"]
+    )
     parser.add_argument("--url", default="")
     parser.add_argument("--bootstrap-servers", default="")
     parser.add_argument("--topic", default="")
@@ -300,7 +321,11 @@ def main() -> None:
     parser.add_argument("--clickhouse-url", default="")
     parser.add_argument("--rate", type=int, default=5000)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--port", type=int, default=0)
     a = parser.parse_args()
+    if a.mode == "http-floor":
+        http_floor(a.port)
+        return
     work = {
         "ingest": lambda: ingest(a.url, a.events, a.concurrency),
         "produce": lambda: produce(a.bootstrap_servers, a.source_topic, a.topic),
