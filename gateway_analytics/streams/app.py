@@ -12,6 +12,7 @@ import faust
 from faust.tables import TableManager
 
 from gateway_analytics.clickhouse.client import ClickHouse
+from gateway_analytics.shared.events import fresh_events
 from gateway_analytics.shared.metrics import CONSUMER_LAG
 from gateway_analytics.shared.settings import Settings
 from gateway_analytics.streams.dead_letters import DeadLetterSink
@@ -79,13 +80,17 @@ def create_sink_app(
     async def clickhouse_sink(stream: Any) -> None:
         # A take's offsets are acknowledged only when the loop asks for the
         # next take, that is after the insert below returned. A take counts
-        # Kafka records, which carry several events each; the sink splits
-        # what it takes into inserts of at most the batch size.
+        # Kafka records, which carry several events each, and ends before
+        # the events its records announce pass the batch size, so that a
+        # backlog goes in full inserts; the sink still splits a take whose
+        # records had to be decoded to be counted.
         async with aclosing(
             takes(
                 stream,
                 max_events=take_records,
                 within_s=settings.sink_flush_interval_s,
+                max_rows=settings.sink_batch_size,
+                rows_in=_rows_in,
             )
         ) as taken:
             async for events in taken:
@@ -127,6 +132,12 @@ def create_sink_app(
         )
 
     return app, sink
+
+
+def _rows_in(event: Any) -> int:
+    """The rows a Kafka record will make: the count its header announces, or
+    one when only decoding it would tell."""
+    return fresh_events(event.message.headers) or 1
 
 
 def _record_lag(app: faust.App, messages: list[Any]) -> None:

@@ -9,6 +9,11 @@ also ends as soon as no event has come for a moment: the backlog is drained.
 A trickle never fills a take, so its takes still gather for the interval,
 and at most one partial take follows each full one.
 
+A take may also be bounded by the rows its events will make (a Kafka record
+can carry many rows): an event that would take it past the bound starts the
+next take instead, so that each take of a backlog fills one insert and no
+insert is left with the remainder of one.
+
 The next take is gathered while the caller stores the current one, so the
 stream's per-event work overlaps the insert instead of following it.
 """
@@ -16,8 +21,8 @@ stream's per-event work overlaps the insert instead of following it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
-from typing import Any
+from collections.abc import AsyncGenerator, Callable
+from typing import Any, NamedTuple
 
 # How long a take that drains a backlog waits for one more event. The
 # consumer's fetches refill the stream far quicker while records remain.
@@ -27,22 +32,28 @@ _END = None
 
 
 async def takes(
-    stream: Any, *, max_events: int, within_s: float
+    stream: Any,
+    *,
+    max_events: int,
+    within_s: float,
+    max_rows: int | None = None,
+    rows_in: Callable[[Any], int] = lambda event: 1,
 ) -> AsyncGenerator[list[Any], None]:
     """The events of ``stream`` in takes of at most ``max_events``.
 
     A take ends when it is full, ``within_s`` after its first event, or,
-    after a full take, once no event came for :data:`DRAINED_AFTER_S`. As
-    with ``take_events``, a take's events are acknowledged only when the
-    caller asks for the next take or stops iterating, that is once the
-    caller has stored them; close the iterator (``contextlib.aclosing``) so
-    that this happens when the caller stops.
+    after a full take, once no event came for :data:`DRAINED_AFTER_S`. With
+    ``max_rows``, a take is also full when the next event would take the sum
+    of ``rows_in`` over its events past it; a take's first event is never
+    held back. As with ``take_events``, a take's events are acknowledged
+    only when the caller asks for the next take or stops iterating, that is
+    once the caller has stored them; close the iterator
+    (``contextlib.aclosing``) so that this happens when the caller stops.
     """
     stream.enable_acks = False
     gathered: asyncio.Queue[list[Any] | None] = asyncio.Queue(maxsize=1)
-    gatherer = asyncio.ensure_future(
-        _gather(stream, gathered, max_events=max_events, within_s=within_s)
-    )
+    bounds = _Bounds(max_events, max_rows, rows_in, within_s)
+    gatherer = asyncio.ensure_future(_gather(stream, gathered, bounds))
     try:
         while (take := await _next_take(gathered, gatherer)) is not _END:
             gathered.task_done()
@@ -54,6 +65,15 @@ async def takes(
     finally:
         gatherer.cancel()
         await asyncio.gather(gatherer, return_exceptions=True)
+
+
+class _Bounds(NamedTuple):
+    """When a take is full, and how long it gathers."""
+
+    max_events: int
+    max_rows: int | None
+    rows_in: Callable[[Any], int]
+    within_s: float
 
 
 async def _next_take(
@@ -74,28 +94,28 @@ async def _next_take(
 
 
 async def _gather(
-    stream: Any,
-    gathered: asyncio.Queue[list[Any] | None],
-    *,
-    max_events: int,
-    within_s: float,
+    stream: Any, gathered: asyncio.Queue[list[Any] | None], bounds: _Bounds
 ) -> None:
     events = stream.events().__aiter__()
     loop = asyncio.get_running_loop()
     upcoming: asyncio.Future[Any] | None = None
+    held: Any = _END  # an event that did not fit the take before
     # A worker that starts has a backlog to work through, as far as it knows.
     draining = True
     try:
         while True:
-            if upcoming is None:
+            if held is not _END:
+                first, held = held, _END
+            elif upcoming is None:
                 first = await anext(events, _END)
             else:
                 first, upcoming = await upcoming, None
             if first is _END:
                 break
             take = [first]
-            ends_at = loop.time() + within_s
-            while len(take) < max_events:
+            rows = bounds.rows_in(first)
+            ends_at = loop.time() + bounds.within_s
+            while len(take) < bounds.max_events:
                 if not stream.channel.empty():
                     # Queued already: no timer, which a backlog would pay
                     # for every event.
@@ -113,8 +133,13 @@ async def _gather(
                     event, upcoming = upcoming.result(), None
                 if event is _END:
                     break
+                event_rows = bounds.rows_in(event)
+                if bounds.max_rows is not None and rows + event_rows > bounds.max_rows:
+                    held = event
+                    break
                 take.append(event)
-            draining = len(take) >= max_events
+                rows += event_rows
+            draining = len(take) >= bounds.max_events or held is not _END
             await gathered.put(take)
             # Gather the next take only once this one is handed over: two
             # takes at most are held, the one stored and the one waiting.
