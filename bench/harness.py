@@ -447,8 +447,16 @@ def _chart(figures: dict[str, float], path: Path) -> None:
     measured = [figures["ingest_events_per_s"], figures["sink_events_per_s"]]
     limits = [figures["ingest_limit_events_per_s"], figures["sink_limit_events_per_s"]]
     positions = range(len(names))
-    throughput.bar([p - 0.2 for p in positions], measured, width=0.4, label="pipeline")
-    throughput.bar([p + 0.2 for p in positions], limits, width=0.4, label="limit")
+    throughput.bar(
+        [p - 0.27 for p in positions], measured, width=0.27, label="pipeline"
+    )
+    throughput.bar(list(positions), limits, width=0.27, label="limit")
+    throughput.bar(
+        [0.27],
+        [figures["ingest_http_floor_events_per_s"]],
+        width=0.27,
+        label="HTTP alone",
+    )
     throughput.set_xticks(list(positions), names)
     throughput.set_ylabel("events/s")
     throughput.set_title("Throughput beside its limit")
