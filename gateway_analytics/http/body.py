@@ -49,6 +49,14 @@ def parse_json(body: bytes) -> Any:
             f"The body is not valid JSON: {error.msg} at line {error.lineno} "
             f"column {error.colno}.",
         ) from error
+    except RecursionError as error:
+        # Python's parser recurses once per level of nesting.
+        raise RequestError(
+            400,
+            "malformed_json",
+            "The body nests arrays or objects too deeply to be read; "
+            "events are flat objects in one list.",
+        ) from error
 
 
 def _too_large(max_body_bytes: int) -> RequestError:

@@ -7,7 +7,6 @@ broker acknowledged every record.
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Sequence
@@ -156,8 +155,8 @@ async def _publish(
 def _event_count(body: bytes) -> int:
     """Events in a refused body; one when its events could not be read."""
     try:
-        payload = json.loads(body)
-    except ValueError:
+        payload = parse_json(body)
+    except RequestError:
         return 1
     if isinstance(payload, dict) and isinstance(payload.get("events"), list):
         return max(len(payload["events"]), 1)

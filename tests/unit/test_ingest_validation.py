@@ -41,8 +41,13 @@ def response_body(error: RequestError) -> dict[str, Any]:
 
 def refusal(payload: Any, *, max_events: int = MAX_EVENTS) -> RequestError:
     """The RequestError that reading ``payload`` as a JSON body raises."""
+    return refusal_of_body(json.dumps(payload).encode(), max_events=max_events)
+
+
+def refusal_of_body(body: bytes, *, max_events: int = MAX_EVENTS) -> RequestError:
+    """The RequestError that reading ``body`` raises."""
     with pytest.raises(RequestError) as raised:
-        read_events(json.dumps(payload).encode(), max_events=max_events)
+        read_events(body, max_events=max_events)
     return raised.value
 
 
@@ -344,6 +349,21 @@ def test_malformed_json_is_refused_with_its_position(body: bytes, where: str) ->
     assert error.response.status == 400
     assert response_body(error)["error"] == "malformed_json"
     assert where in response_body(error)["message"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 100_000, b'{"events": ' + b"[" * 100_000],
+    ids=["nested-array", "nested-events"],
+)
+def test_too_deeply_nested_json_is_refused_with_400(body: bytes) -> None:
+    """JSON nested deeper than the parser can follow is answered with 400,
+    not an error of the parser's own."""
+    error = refusal_of_body(body)
+
+    assert error.response.status == 400
+    assert response_body(error)["error"] == "malformed_json"
+    assert "too deeply" in response_body(error)["message"]
 
 
 @pytest.mark.parametrize(
