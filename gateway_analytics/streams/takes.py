@@ -116,21 +116,21 @@ async def _gather(
             rows = bounds.rows_in(first)
             ends_at = loop.time() + bounds.within_s
             while len(take) < bounds.max_events:
-                if not stream.channel.empty():
-                    # Queued already: no timer, which a backlog would pay
-                    # for every event.
-                    event = await anext(events, _END)
-                else:
-                    wait_s = ends_at - loop.time()
-                    if draining:
-                        wait_s = min(wait_s, DRAINED_AFTER_S)
-                    if wait_s <= 0:
-                        break
-                    upcoming = asyncio.ensure_future(anext(events, _END))
-                    done, _ = await asyncio.wait({upcoming}, timeout=wait_s)
-                    if not done:
-                        break  # the next take starts with it
-                    event, upcoming = upcoming.result(), None
+                # Always waited for with a bound, even when the stream has
+                # events queued: Faust yields before it takes one, and a
+                # rebalance or a stop may empty its queue meanwhile. Awaited
+                # without a bound, the take would then hold its events, never
+                # acknowledged, while Faust waits for their acknowledgement.
+                wait_s = ends_at - loop.time()
+                if draining:
+                    wait_s = min(wait_s, DRAINED_AFTER_S)
+                if wait_s <= 0:
+                    break
+                upcoming = asyncio.ensure_future(anext(events, _END))
+                done, _ = await asyncio.wait({upcoming}, timeout=wait_s)
+                if not done:
+                    break  # the next take starts with it
+                event, upcoming = upcoming.result(), None
                 if event is _END:
                     break
                 event_rows = bounds.rows_in(event)

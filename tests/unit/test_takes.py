@@ -20,19 +20,32 @@ class _Channel:
 
 class QueuedStream:
     """The part of a Faust stream that takes uses, over an in-memory queue
-    that holds a whole backlog from the start."""
+    that holds a whole backlog from the start.
 
-    def __init__(self, events: list[Any]) -> None:
+    Like Faust's, it yields to the event loop before it takes each event.
+    With ``emptied_after``, its queue is emptied during that yield once it
+    has handed out that many events, as Faust empties it for a rebalance or
+    a stop; nothing comes after.
+    """
+
+    def __init__(self, events: list[Any], *, emptied_after: int | None = None) -> None:
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         for event in events:
             self._queue.put_nowait(event)
+        self._emptied_after = emptied_after
         self.channel = _Channel(self._queue)
         self.enable_acks = True
         self.acked: list[Any] = []
 
     async def events(self) -> AsyncIterator[Any]:
+        handed_out = 0
         while True:
+            await asyncio.sleep(0)
+            if handed_out == self._emptied_after:
+                while not self._queue.empty():
+                    self._queue.get_nowait()
             yield await self._queue.get()
+            handed_out += 1
 
     async def ack(self, event: Any) -> None:
         self.acked.append(event)
@@ -103,3 +116,14 @@ async def test_a_take_is_acknowledged_once_the_next_is_asked_for() -> None:
     assert first == [0, 1]
     assert acked_while_storing == []
     assert stream.acked[:2] == [0, 1]
+
+
+async def test_a_take_ends_when_the_stream_is_emptied_under_it() -> None:
+    """Events queued when a take looked for more, then cleared away before the
+    stream handed them out, do not keep the take from ending: its events are
+    stored and acknowledged, which a rebalance waits for."""
+    stream = QueuedStream(list(range(5)), emptied_after=2)
+
+    taken = await _first_takes(stream, 1, max_events=1000)
+
+    assert taken == [[0, 1]]
