@@ -53,7 +53,7 @@ async def takes(
     stream.enable_acks = False
     gathered: asyncio.Queue[list[Any] | None] = asyncio.Queue(maxsize=1)
     bounds = _Bounds(max_events, max_rows, rows_in, within_s)
-    gatherer = asyncio.ensure_future(_gather(stream, gathered, bounds))
+    gatherer = asyncio.ensure_future(_Gatherer(stream, bounds).run(gathered))
     try:
         while (take := await _next_take(gathered, gatherer)) is not _END:
             gathered.task_done()
@@ -93,58 +93,81 @@ async def _next_take(
     return _END
 
 
-async def _gather(
-    stream: Any, gathered: asyncio.Queue[list[Any] | None], bounds: _Bounds
-) -> None:
-    events = stream.events().__aiter__()
-    loop = asyncio.get_running_loop()
-    upcoming: asyncio.Future[Any] | None = None
-    held: Any = _END  # an event that did not fit the take before
-    # A worker that starts has a backlog to work through, as far as it knows.
-    draining = True
-    try:
-        while True:
-            if held is not _END:
-                first, held = held, _END
-            elif upcoming is None:
-                first = await anext(events, _END)
-            else:
-                first, upcoming = await upcoming, None
-            if first is _END:
+class _Gatherer:
+    """Gathers a stream's takes, one ahead of the caller that stores them."""
+
+    def __init__(self, stream: Any, bounds: _Bounds) -> None:
+        self._events = stream.events().__aiter__()
+        self._bounds = bounds
+        self._loop = asyncio.get_running_loop()
+        # The stream's next event, asked for but not come in time for a take.
+        self._upcoming: asyncio.Future[Any] | None = None
+        self._held: Any = _END  # an event that did not fit the take before
+        # A worker that starts has a backlog to work through, as far as it knows.
+        self._draining = True
+
+    async def run(self, gathered: asyncio.Queue[list[Any] | None]) -> None:
+        """Put each take on ``gathered``, then ``_END`` once the stream ends."""
+        try:
+            while (first := await self._first_event()) is not _END:
+                take = await self._fill([first])
+                full = len(take) >= self._bounds.max_events
+                self._draining = full or self._held is not _END
+                await gathered.put(take)
+                # Gather the next take only once this one is handed over: two
+                # takes at most are held, the one stored and the one waiting.
+                await gathered.join()
+        finally:
+            if self._upcoming is not None:
+                self._upcoming.cancel()
+        await gathered.put(_END)
+
+    async def _first_event(self) -> Any:
+        """The event that opens the next take; with no take open, no bound."""
+        if self._held is not _END:
+            first, self._held = self._held, _END
+            return first
+        if self._upcoming is None:
+            return await anext(self._events, _END)
+        first = await self._upcoming
+        self._upcoming = None
+        return first
+
+    async def _fill(self, take: list[Any]) -> list[Any]:
+        """``take`` with the events that follow, until one of its bounds."""
+        bounds = self._bounds
+        rows = bounds.rows_in(take[0])
+        ends_at = self._loop.time() + bounds.within_s
+        while len(take) < bounds.max_events:
+            event = await self._next_event(ends_at)
+            if event is _END:
                 break
-            take = [first]
-            rows = bounds.rows_in(first)
-            ends_at = loop.time() + bounds.within_s
-            while len(take) < bounds.max_events:
-                # Always waited for with a bound, even when the stream has
-                # events queued: Faust yields before it takes one, and a
-                # rebalance or a stop may empty its queue meanwhile. Awaited
-                # without a bound, the take would then hold its events, never
-                # acknowledged, while Faust waits for their acknowledgement.
-                wait_s = ends_at - loop.time()
-                if draining:
-                    wait_s = min(wait_s, DRAINED_AFTER_S)
-                if wait_s <= 0:
-                    break
-                upcoming = asyncio.ensure_future(anext(events, _END))
-                done, _ = await asyncio.wait({upcoming}, timeout=wait_s)
-                if not done:
-                    break  # the next take starts with it
-                event, upcoming = upcoming.result(), None
-                if event is _END:
-                    break
-                event_rows = bounds.rows_in(event)
-                if bounds.max_rows is not None and rows + event_rows > bounds.max_rows:
-                    held = event
-                    break
-                take.append(event)
-                rows += event_rows
-            draining = len(take) >= bounds.max_events or held is not _END
-            await gathered.put(take)
-            # Gather the next take only once this one is handed over: two
-            # takes at most are held, the one stored and the one waiting.
-            await gathered.join()
-    finally:
-        if upcoming is not None:
-            upcoming.cancel()
-    await gathered.put(_END)
+            event_rows = bounds.rows_in(event)
+            if bounds.max_rows is not None and rows + event_rows > bounds.max_rows:
+                self._held = event
+                break
+            take.append(event)
+            rows += event_rows
+        return take
+
+    async def _next_event(self, ends_at: float) -> Any:
+        """The stream's next event, or ``_END`` if none comes in time.
+
+        Always waited for with a bound, even when the stream has events
+        queued: Faust yields before it takes one, and a rebalance or a stop
+        may empty its queue meanwhile. Awaited without a bound, the take
+        would then hold its events, never acknowledged, while Faust waits
+        for their acknowledgement.
+        """
+        wait_s = ends_at - self._loop.time()
+        if self._draining:
+            wait_s = min(wait_s, DRAINED_AFTER_S)
+        if wait_s <= 0:
+            return _END
+        self._upcoming = asyncio.ensure_future(anext(self._events, _END))
+        done, _ = await asyncio.wait({self._upcoming}, timeout=wait_s)
+        if not done:
+            return _END  # the next take starts with it
+        event = self._upcoming.result()
+        self._upcoming = None
+        return event
