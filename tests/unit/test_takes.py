@@ -10,14 +10,6 @@ from typing import Any
 from gateway_analytics.streams.takes import takes
 
 
-class _Channel:
-    def __init__(self, queue: asyncio.Queue[Any]) -> None:
-        self._queue = queue
-
-    def empty(self) -> bool:
-        return self._queue.empty()
-
-
 class QueuedStream:
     """The part of a Faust stream that takes uses, over an in-memory queue
     that holds a whole backlog from the start.
@@ -33,7 +25,6 @@ class QueuedStream:
         for event in events:
             self._queue.put_nowait(event)
         self._emptied_after = emptied_after
-        self.channel = _Channel(self._queue)
         self.enable_acks = True
         self.acked: list[Any] = []
 
